@@ -1,0 +1,406 @@
+/* ndj: newline-delimited JSON, one line reader, one buffered writer, a string builder. */
+#include <err.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ndj.h"
+#include "util.h"
+
+#define READ_CHUNK	(64 * 1024)
+#define WRITE_HIGH	(64 * 1024)	/* the writer flushes past this */
+
+void
+sb_init(struct sbuf *sb)
+{
+	sb->cap = 256;
+	sb->len = 0;
+	sb->buf = xmalloc(sb->cap);
+	sb->buf[0] = '\0';
+}
+
+void
+sb_free(struct sbuf *sb)
+{
+	free(sb->buf);
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+}
+
+/* Make room for n more bytes and the terminating NUL. */
+void
+sb_grow(struct sbuf *sb, size_t n)
+{
+	if (sb->len + n + 1 <= sb->cap)
+		return;
+	while (sb->len + n + 1 > sb->cap)
+		sb->cap *= 2;
+	sb->buf = xrealloc(sb->buf, sb->cap);
+}
+
+void
+sb_put(struct sbuf *sb, const char *s, size_t n)
+{
+	sb_grow(sb, n);
+	memcpy(sb->buf + sb->len, s, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+}
+
+void
+sb_puts(struct sbuf *sb, const char *s)
+{
+	sb_put(sb, s, strlen(s));
+}
+
+void
+sb_putc(struct sbuf *sb, char c)
+{
+	sb_grow(sb, 1);
+	sb->buf[sb->len++] = c;
+	sb->buf[sb->len] = '\0';
+}
+
+void
+sb_u64(struct sbuf *sb, uint64_t v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	sb_put(sb, tmp + i, sizeof(tmp) - i);
+}
+
+void
+sb_i64(struct sbuf *sb, int64_t v)
+{
+	if (v < 0) {
+		sb_putc(sb, '-');
+		sb_u64(sb, (uint64_t)0 - (uint64_t)v);
+	} else
+		sb_u64(sb, (uint64_t)v);
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned int cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+long
+ndj_utf8_check(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, k;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((k = utf8_seq(p + i, n - i)) == 0)
+			return (long)i;
+		i += k;
+	}
+	return -1;
+}
+
+/*
+ * Append s as a quoted JSON string.  Invalid UTF-8 becomes U+FFFD so that
+ * the output line is always valid.
+ */
+void
+sb_json_str(struct sbuf *sb, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i, run, k;
+
+	sb_grow(sb, n + 2);
+	sb->buf[sb->len++] = '"';
+	for (i = 0; i < n; ) {
+		for (run = i; run < n && p[run] >= 0x20 && p[run] < 0x80 &&
+		    p[run] != '"' && p[run] != '\\'; run++)
+			;
+		if (run > i) {
+			sb_put(sb, s + i, run - i);
+			i = run;
+			continue;
+		}
+		if (p[i] >= 0x80) {
+			if ((k = utf8_seq(p + i, n - i)) == 0) {
+				sb_put(sb, "\xef\xbf\xbd", 3);
+				i++;
+			} else {
+				sb_put(sb, s + i, k);
+				i += k;
+			}
+			continue;
+		}
+		switch (p[i]) {
+		case '"':  sb_put(sb, "\\\"", 2); break;
+		case '\\': sb_put(sb, "\\\\", 2); break;
+		case '\n': sb_put(sb, "\\n", 2); break;
+		case '\r': sb_put(sb, "\\r", 2); break;
+		case '\t': sb_put(sb, "\\t", 2); break;
+		default: {
+			char u[6] = { '\\', 'u', '0', '0',
+			    hex[p[i] >> 4], hex[p[i] & 15] };
+			sb_put(sb, u, 6);
+		}
+		}
+		i++;
+	}
+	sb_putc(sb, '"');
+}
+
+void
+ndj_reader_init(struct ndj_reader *r, int fd, const char *name)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->name = name;
+	r->cap = NDJ_LINE_MAX + READ_CHUNK + 1;
+	r->buf = xmalloc(r->cap);
+}
+
+void
+ndj_reader_free(struct ndj_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+}
+
+/* Read more input; 1 if bytes arrived, 0 at end of file, -1 on error. */
+static int
+fill(struct ndj_reader *r)
+{
+	ssize_t n;
+
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	for (;;) {
+		n = read(r->fd, r->buf + r->end, r->cap - 1 - r->end);
+		if (n > 0) {
+			r->end += (size_t)n;
+			return 1;
+		}
+		if (n == 0) {
+			r->eof = 1;
+			return 0;
+		}
+		if (errno == EINTR && !util_stop)
+			continue;
+		return -1;
+	}
+}
+
+/*
+ * Next line, without its newline and NUL-terminated in place.  Returns 1
+ * with *line and *len set, 0 at end of input, -1 for a line that is too
+ * long (reported; the rest of it is skipped), -2 on a read error
+ * (reported) or an interrupting signal (util_stop set, nothing reported).
+ * A last line without a newline is still a line.
+ */
+int
+ndj_getline(struct ndj_reader *r, char **line, size_t *len)
+{
+	char *nl;
+	int rc;
+
+	for (;;) {
+		nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+		if (r->skipping) {
+			if (nl != NULL) {
+				r->start = (size_t)(nl - r->buf) + 1;
+				r->skipping = 0;
+				continue;
+			}
+			r->start = r->end;
+		} else if (nl != NULL) {
+			r->lineno++;
+			*line = r->buf + r->start;
+			*len = (size_t)(nl - *line);
+			*nl = '\0';
+			r->start += *len + 1;
+			return 1;
+		} else if (r->end - r->start > NDJ_LINE_MAX) {
+			r->lineno++;
+			r->skipping = 1;
+			warnx("%s:%lu: line longer than %d bytes", r->name,
+			    r->lineno, NDJ_LINE_MAX);
+			return -1;
+		} else if (r->eof) {
+			if (r->end == r->start)
+				return 0;
+			r->lineno++;
+			*line = r->buf + r->start;
+			*len = r->end - r->start;
+			r->buf[r->end] = '\0';
+			r->start = r->end;
+			return 1;
+		}
+		if (r->eof)
+			return 0;
+		if ((rc = fill(r)) < 0) {
+			if (!util_stop)
+				warn("%s", r->name);
+			return -2;
+		}
+	}
+}
+
+/*
+ * Next line as a JSON object: 1 with *obj set (the caller owns it), 0 at
+ * end of input, -1 for a bad line (reported with its number: blank, NUL
+ * byte, invalid UTF-8, not JSON, duplicate keys, not an object, too long),
+ * -2 on a read error or signal.
+ */
+int
+ndj_read(struct ndj_reader *r, json_t **obj)
+{
+	json_error_t jerr;
+	char *line;
+	size_t len, i;
+	long bad;
+	int rc;
+
+	*obj = NULL;
+	if ((rc = ndj_getline(r, &line, &len)) != 1)
+		return rc;
+	for (i = 0; i < len && strchr(" \t\r", line[i]) != NULL; i++)
+		;
+	if (i == len) {
+		warnx("%s:%lu: blank line", r->name, r->lineno);
+		return -1;
+	}
+	if (memchr(line, '\0', len) != NULL) {
+		warnx("%s:%lu: NUL byte at column %zu", r->name, r->lineno,
+		    (size_t)((char *)memchr(line, '\0', len) - line) + 1);
+		return -1;
+	}
+	if ((bad = ndj_utf8_check(line, len)) >= 0) {
+		warnx("%s:%lu: invalid UTF-8 at column %ld", r->name,
+		    r->lineno, bad + 1);
+		return -1;
+	}
+	*obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (*obj == NULL) {
+		warnx("%s:%lu: %s (column %d)", r->name, r->lineno, jerr.text,
+		    jerr.column);
+		return -1;
+	}
+	if (!json_is_object(*obj)) {
+		warnx("%s:%lu: not a JSON object", r->name, r->lineno);
+		json_decref(*obj);
+		*obj = NULL;
+		return -1;
+	}
+	return 1;
+}
+
+/* Whether a next line is already buffered or input is waiting. */
+int
+ndj_more(struct ndj_reader *r)
+{
+	struct pollfd pfd;
+
+	if (memchr(r->buf + r->start, '\n', r->end - r->start) != NULL)
+		return 1;
+	if (r->eof)
+		return r->end > r->start;
+	pfd.fd = r->fd;
+	pfd.events = POLLIN;
+	return poll(&pfd, 1, 0) > 0;
+}
+
+void
+ndj_writer_init(struct ndj_writer *w, int fd)
+{
+	w->fd = fd;
+	w->err = 0;
+	sb_init(&w->out);
+	sb_grow(&w->out, WRITE_HIGH * 2);
+}
+
+void
+ndj_writer_free(struct ndj_writer *w)
+{
+	sb_free(&w->out);
+}
+
+/*
+ * Write out what is buffered.  0 on success; -1 after a failed write,
+ * with w->err set to its errno (EPIPE: the reader went away).  Not
+ * reported here: the caller decides whether EPIPE is an error.
+ */
+int
+ndj_flush(struct ndj_writer *w)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	if (w->err)
+		return -1;
+	while (off < w->out.len) {
+		n = write(w->fd, w->out.buf + off, w->out.len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			w->err = errno;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	w->out.len = 0;
+	return 0;
+}
+
+/* Buffer one line (a newline is added); flushes past a high-water mark. */
+int
+ndj_write(struct ndj_writer *w, const char *s, size_t n)
+{
+	sb_put(&w->out, s, n);
+	sb_putc(&w->out, '\n');
+	if (w->out.len >= WRITE_HIGH)
+		return ndj_flush(w);
+	return w->err ? -1 : 0;
+}
