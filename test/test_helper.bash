@@ -1,0 +1,57 @@
+# test_helper: fresh binaries first in PATH, a private stack per suite, known state per test.
+
+CQRS_REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+PATH="$CQRS_REPO/bin:$PATH"
+export CQRS_REPO PATH
+
+# stack_setup_file: start a private PostgreSQL and Redis under a new temp dir; export their variables.
+stack_setup_file() {
+	CQRS_STACK_DIR=$(mktemp -d /tmp/cqrs-test.XXXXXX)
+	chmod 755 "$CQRS_STACK_DIR"	# as root, the postgres user must traverse it
+	export CQRS_STACK_DIR
+	if ! "$CQRS_REPO/scripts/stack" up >"$CQRS_STACK_DIR/stack.log" 2>&1; then
+		cat "$CQRS_STACK_DIR/stack.log" >&2
+		echo "stack_setup_file: scripts/stack up failed in $CQRS_STACK_DIR" >&2
+		return 1
+	fi
+	eval "$("$CQRS_REPO/scripts/stack" env)"
+}
+
+# stack_teardown_file: stop the suite's stack and remove its directory.
+stack_teardown_file() {
+	[ -n "${CQRS_STACK_DIR:-}" ] || return 0
+	"$CQRS_REPO/scripts/stack" destroy
+}
+
+# reset_state: seed data only, no publications or idle slots, empty Redis.
+reset_state() {
+	psql -qX -v ON_ERROR_STOP=1 \
+		-c 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active' \
+		-c 'DO $$ DECLARE p name; BEGIN
+			FOR p IN SELECT pubname FROM pg_publication LOOP
+				EXECUTE format($f$DROP PUBLICATION %I$f$, p);
+			END LOOP; END $$' \
+		-c 'TRUNCATE order_item, "order", order_event, client, product RESTART IDENTITY CASCADE' \
+		-f "$CQRS_REPO/scripts/seed.sql" >/dev/null
+	rcli flushall >/dev/null
+}
+
+# sql QUERY: print the result unaligned, tuples only.
+sql() {
+	psql -qXAt -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# rcli ARGS...: redis-cli on the stack's socket.
+rcli() {
+	redis-cli -s "$CQRS_STACK_DIR/redis/redis.sock" "$@"
+}
+
+# require_tool NAME: skip a test whose tool is missing; under CI=true, fail instead.
+require_tool() {
+	command -v "$1" >/dev/null && return 0
+	if [ "${CI:-}" = true ]; then
+		echo "require_tool: $1 is missing (CI=true: failing, not skipping)" >&2
+		return 1
+	fi
+	skip "$1 is not installed"
+}
