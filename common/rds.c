@@ -38,7 +38,8 @@ unescape(char *s)
 }
 
 /*
- * redis://[[user]:password@]host[:port][/db] or unix://PATH[?db=N].
+ * redis://[[user]:password@]host[:port][/db] or
+ * unix://[[user]:password@]PATH[?db=N].
  * The password is kept out of every message.  0 or -1 (reported).
  */
 static int
@@ -50,6 +51,20 @@ parse_url(char *url, struct rds_url *u)
 	u->port = 6379;
 	if (strncmp(url, "unix://", 7) == 0) {
 		u->path = url + 7;
+		/* unix://[[user]:password@]/path */
+		if (*u->path != '/' && (at = strchr(u->path, '@')) != NULL) {
+			*at = '\0';
+			if ((colon = strchr(u->path, ':')) != NULL) {
+				*colon = '\0';
+				u->pass = colon + 1;
+				unescape(u->pass);
+			}
+			if (*u->path != '\0') {
+				u->user = u->path;
+				unescape(u->user);
+			}
+			u->path = at + 1;
+		}
 		if ((p = strchr(u->path, '?')) != NULL) {
 			*p++ = '\0';
 			if (strncmp(p, "db=", 3) != 0) {
