@@ -44,7 +44,7 @@ $(LIB): $(COMMON)
 
 $(BIN)/%: $(BUILD)/cmd/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lm $(LDLIBS)
 
 deps:
 	@scripts/install-deps
