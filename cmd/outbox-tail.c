@@ -16,35 +16,12 @@
 #include "ack.h"
 #include "db.h"
 #include "ndj.h"
+#include "pgo.h"
 #include "util.h"
 
-#define PG_EPOCH_OFFSET_S	946684800LL	/* 2000-01-01 in Unix time */
 #define MAX_PENDING		(1 << 16)	/* unacknowledged transactions */
 #define ACK_POLL_MS		100
 #define MAX_NAME		63
-
-#define OID_BOOL	16
-#define OID_INT8	20
-#define OID_INT2	21
-#define OID_INT4	23
-#define OID_OID		26
-#define OID_JSON	114
-#define OID_FLOAT4	700
-#define OID_FLOAT8	701
-#define OID_NUMERIC	1700
-#define OID_JSONB	3802
-
-struct column {
-	char		*key;		/* "name": ready to copy */
-	uint32_t	 type;
-};
-
-struct relation {
-	uint32_t	 id;
-	char		*meta;		/* ,"__table":"ns.name","__op":"c","__lsn": */
-	struct column	*cols;
-	uint16_t	 ncols;
-};
 
 /* A transaction that was written out but not yet acknowledged. */
 struct pending {
@@ -53,30 +30,12 @@ struct pending {
 	uint64_t	end;		/* end LSN, what is confirmed */
 };
 
-/* A bounds-checked cursor over one message. */
-struct cursor {
-	const unsigned char	*p;
-	const unsigned char	*end;
-	int			 bad;
-};
-
 static PGconn *conn;
 static struct ndj_writer out;
-static struct sbuf line;
-
-static struct relation *rels;
-static size_t nrels;
+static struct pgo pgo;
 
 static struct pending *queue;	/* ring buffer */
 static size_t qhead, qlen;
-
-static struct {
-	int		 open;
-	uint64_t	 lsn;
-	uint64_t	 seq;
-	uint32_t	 xid;
-	int64_t		 ts_ms;
-} txn;
 
 static const char **ack_files;
 static size_t nack_files;
@@ -106,75 +65,14 @@ now_ms(void)
 }
 
 static uint64_t
-get64(struct cursor *c)
+be64(const unsigned char *b)
 {
 	uint64_t v = 0;
 	int i;
 
-	if (c->end - c->p < 8) {
-		c->bad = 1;
-		c->p = c->end;
-		return 0;
-	}
 	for (i = 0; i < 8; i++)
-		v = (v << 8) | *c->p++;
+		v = (v << 8) | b[i];
 	return v;
-}
-
-static uint32_t
-get32(struct cursor *c)
-{
-	uint32_t v;
-
-	if (c->end - c->p < 4) {
-		c->bad = 1;
-		c->p = c->end;
-		return 0;
-	}
-	v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 |
-	    (uint32_t)c->p[2] << 8 | c->p[3];
-	c->p += 4;
-	return v;
-}
-
-static uint16_t
-get16(struct cursor *c)
-{
-	uint16_t v;
-
-	if (c->end - c->p < 2) {
-		c->bad = 1;
-		c->p = c->end;
-		return 0;
-	}
-	v = (uint16_t)(c->p[0] << 8 | c->p[1]);
-	c->p += 2;
-	return v;
-}
-
-static int
-get8(struct cursor *c)
-{
-	if (c->p >= c->end) {
-		c->bad = 1;
-		return 0;
-	}
-	return *c->p++;
-}
-
-/* A NUL-terminated string inside the message; NULL when unterminated. */
-static const char *
-getstr(struct cursor *c)
-{
-	const unsigned char *s = c->p, *nul;
-
-	if (c->bad || (nul = memchr(s, '\0', (size_t)(c->end - s))) == NULL) {
-		c->bad = 1;
-		c->p = c->end;
-		return NULL;
-	}
-	c->p = nul + 1;
-	return (const char *)s;
 }
 
 static void
@@ -188,240 +86,31 @@ put_be64(unsigned char *b, uint64_t v)
 	}
 }
 
-static struct relation *
-find_rel(uint32_t id)
-{
-	size_t i;
-
-	for (i = 0; i < nrels; i++)
-		if (rels[i].id == id)
-			return &rels[i];
-	return NULL;
-}
-
-static void
-free_rel(struct relation *r)
-{
-	uint16_t i;
-
-	for (i = 0; i < r->ncols; i++)
-		free(r->cols[i].key);
-	free(r->cols);
-	free(r->meta);
-}
-
-/* Relation: remember (or replace) the table's name, columns and types. */
-static int
-on_relation(struct cursor *c)
-{
-	struct relation r, *old;
-	const char *ns, *name, *col;
-	struct sbuf sb;
-	uint16_t i;
-
-	memset(&r, 0, sizeof(r));
-	r.id = get32(c);
-	ns = getstr(c);
-	name = getstr(c);
-	get8(c);			/* replica identity */
-	r.ncols = get16(c);
-	if (c->bad)
-		return -1;
-	sb_init(&sb);
-	sb_puts(&sb, "\"__table\":");
-	{
-		struct sbuf full;
-
-		sb_init(&full);
-		sb_puts(&full, *ns ? ns : "pg_catalog");
-		sb_putc(&full, '.');
-		sb_puts(&full, name);
-		sb_json_str(&sb, full.buf, full.len);
-		sb_free(&full);
-	}
-	sb_puts(&sb, ",\"__op\":\"c\",\"__lsn\":");
-	r.meta = xstrdup(sb.buf);
-	r.cols = xmalloc(sizeof(*r.cols) * (r.ncols ? r.ncols : 1));
-	for (i = 0; i < r.ncols; i++) {
-		get8(c);		/* flags */
-		col = getstr(c);
-		r.cols[i].type = get32(c);
-		get32(c);		/* typmod */
-		if (c->bad) {
-			r.ncols = i;
-			sb_free(&sb);
-			free_rel(&r);
-			return -1;
-		}
-		sb.len = 0;
-		sb_json_str(&sb, col, strlen(col));
-		sb_putc(&sb, ':');
-		r.cols[i].key = xstrdup(sb.buf);
-	}
-	sb_free(&sb);
-	if ((old = find_rel(r.id)) != NULL) {
-		free_rel(old);
-		*old = r;
-	} else {
-		rels = xrealloc(rels, sizeof(*rels) * (nrels + 1));
-		rels[nrels++] = r;
-	}
-	return 0;
-}
-
-/* Whether the text form of a number is also a JSON number. */
-static int
-json_number(const char *s, uint32_t len)
-{
-	if (len == 0)
-		return 0;
-	if (*s == '-') {
-		s++;
-		len--;
-	}
-	return len > 0 && *s >= '0' && *s <= '9';
-}
-
-static void
-put_value(struct sbuf *sb, uint32_t type, const char *v, uint32_t len)
-{
-	switch (type) {
-	case OID_BOOL:
-		sb_puts(sb, (len == 1 && *v == 't') ? "true" : "false");
-		return;
-	case OID_INT2:
-	case OID_INT4:
-	case OID_INT8:
-	case OID_OID:
-	case OID_FLOAT4:
-	case OID_FLOAT8:
-	case OID_NUMERIC:
-		/* The server's exact text: no precision lost in a double. */
-		if (json_number(v, len)) {
-			sb_put(sb, v, len);
-			return;
-		}
-		break;			/* NaN, Infinity: a string */
-	case OID_JSON:
-	case OID_JSONB:
-		sb_put(sb, v, len);
-		return;
-	}
-	sb_json_str(sb, v, len);
-}
-
-/* Insert: one event line. */
-static int
-on_insert(struct cursor *c)
-{
-	struct relation *r;
-	uint32_t relid, len;
-	uint16_t ncols, i;
-	int kind;
-
-	relid = get32(c);
-	if (get8(c) != 'N' || c->bad)
-		return -1;
-	ncols = get16(c);
-	if (c->bad)
-		return -1;
-	if ((r = find_rel(relid)) == NULL) {
-		warnx("pgoutput: Insert for relation %" PRIu32 " before its "
-		    "Relation message", relid);
-		return -1;
-	}
-	if (ncols != r->ncols) {
-		warnx("pgoutput: Insert with %u columns, Relation has %u",
-		    ncols, r->ncols);
-		return -1;
-	}
-	line.len = 0;
-	sb_putc(&line, '{');
-	for (i = 0; i < ncols; i++) {
-		sb_puts(&line, r->cols[i].key);
-		kind = get8(c);
-		if (kind == 't') {
-			len = get32(c);
-			if (c->bad || (uint32_t)(c->end - c->p) < len)
-				return -1;
-			put_value(&line, r->cols[i].type, (const char *)c->p,
-			    len);
-			c->p += len;
-		} else if (kind == 'n' || kind == 'u')
-			sb_puts(&line, "null");
-		else
-			return -1;
-		sb_putc(&line, ',');
-	}
-	sb_puts(&line, r->meta);
-	sb_u64(&line, txn.lsn);
-	sb_puts(&line, ",\"__seq\":");
-	sb_u64(&line, txn.seq++);
-	sb_puts(&line, ",\"__xid\":");
-	sb_u64(&line, txn.xid);
-	sb_puts(&line, ",\"__ts_ms\":");
-	sb_i64(&line, txn.ts_ms);
-	sb_putc(&line, '}');
-	return ndj_write(&out, line.buf, line.len) < 0 ? -2 : 0;
-}
-
-/*
- * One pgoutput message.  0 when handled, -1 for a malformed one
- * (protocol error), -2 when stdout failed.
- */
+/* Decode one message; stream rows out, queue commits for acknowledgement. */
 static int
 decode(const unsigned char *msg, size_t len)
 {
-	struct cursor c = { msg + 1, msg + len, 0 };
-	int rc;
+	struct pending *e;
 
-	if (len < 1)
-		return -1;
-	switch (msg[0]) {
-	case 'B':
-		txn.lsn = get64(&c);
-		txn.ts_ms = (int64_t)get64(&c) / 1000 +
-		    PG_EPOCH_OFFSET_S * 1000;
-		txn.xid = get32(&c);
-		txn.seq = 0;
-		txn.open = 1;
-		return c.bad ? -1 : 0;
-	case 'C': {
-		struct pending *e;
-		uint64_t end;
-
-		get8(&c);		/* flags */
-		get64(&c);		/* commit LSN, as in Begin */
-		end = get64(&c);
-		get64(&c);		/* commit time, as in Begin */
-		if (c.bad || !txn.open)
-			return -1;
-		txn.open = 0;
+	switch (pgo_decode(&pgo, msg, len)) {
+	case PGO_ROW:
+		if (ndj_write(&out, pgo.line.buf, pgo.line.len) < 0)
+			return -2;
+		break;
+	case PGO_COMMIT:
 		e = &queue[(qhead + qlen) % MAX_PENDING];
-		e->lsn = txn.lsn;
-		e->nrows = txn.seq;
-		e->end = end;
+		e->lsn = pgo.lsn;
+		e->nrows = pgo.seq;
+		e->end = pgo.end;
 		qlen++;
-		return 0;
-	}
-	case 'R':
-		return on_relation(&c);
-	case 'I':
-		if (!txn.open)
-			return -1;
-		rc = on_insert(&c);
-		return rc == 0 && c.bad ? -1 : rc;
-	case 'Y':		/* Type */
-	case 'O':		/* Origin */
-	case 'U':		/* Update */
-	case 'D':		/* Delete: outbox-clean's, ignored */
-	case 'T':		/* Truncate */
-	case 'M':		/* logical decoding message */
-		return 0;
+		break;
+	case PGO_NONE:
+		break;
 	default:
-		warnx("pgoutput: unknown message type '%c'", msg[0]);
+		warnx("pgoutput: %s", pgo.err);
 		return -1;
 	}
+	return 0;
 }
 
 /* Whether every ack file is at or past the last row of e. */
@@ -476,7 +165,7 @@ advance(void)
 			qlen--;
 		}
 	}
-	if (qlen == 0 && !txn.open && server_end > confirmed)
+	if (qlen == 0 && !pgo.open && server_end > confirmed)
 		confirmed = server_end;
 	return 0;
 }
@@ -492,7 +181,7 @@ send_status(int reply)
 	put_be64(b + 1, confirmed);
 	put_be64(b + 9, confirmed);
 	put_be64(b + 17, confirmed);
-	put_be64(b + 25, (uint64_t)((t - PG_EPOCH_OFFSET_S * 1000) * 1000));
+	put_be64(b + 25, (uint64_t)((t - PGO_EPOCH_MS) * 1000));
 	b[33] = (unsigned char)reply;
 	if (PQputCopyData(conn, (const char *)b, sizeof(b)) != 1 ||
 	    PQflush(conn) != 0) {
@@ -802,7 +491,7 @@ main(int argc, char *argv[])
 
 	queue = xmalloc(sizeof(*queue) * MAX_PENDING);
 	ndj_writer_init(&out, STDOUT_FILENO);
-	sb_init(&line);
+	pgo_init(&pgo);
 	last_status_ms = now_ms();
 
 	while (!util_stop && !caught_up) {
@@ -816,29 +505,23 @@ main(int argc, char *argv[])
 
 			if (m[0] == 'w' && n >= 25) {
 				rc = decode(m + 25, (size_t)n - 25);
-				if (rc == -1) {
-					warnx("pgoutput: malformed '%c' "
-					    "message (%d bytes)", n > 25 ?
-					    m[25] : '?', n - 25);
+				if (rc == -1)
 					status = 76;
-				} else if (rc == -2)
+				else if (rc == -2)
 					status = EX_IOERR;
-				if (once && !txn.open && qlen > 0 &&
+				if (once && !pgo.open && qlen > 0 &&
 				    queue[(qhead + qlen - 1) % MAX_PENDING].end
 				    >= stop_at)
 					caught_up = 1;
 			} else if (m[0] == 'k' && n >= 18) {
-				struct cursor c = { m + 1, m + n, 0 };
-
-				server_end = get64(&c);
-				get64(&c);
+				server_end = be64(m + 1);
 				if (once && server_end >= stop_at &&
-				    !txn.open)
+				    !pgo.open)
 					caught_up = 1;
-				if (get8(&c) && (advance() < 0 ||
-				    send_status(0) < 0))
-					status = advance() < 0 ? EX_IOERR :
-					    EX_UNAVAILABLE;
+				if (m[17] && advance() < 0)
+					status = EX_IOERR;
+				else if (m[17] && send_status(0) < 0)
+					status = EX_UNAVAILABLE;
 			} else {
 				warnx("replication: unknown message '%c'",
 				    m[0]);
@@ -930,11 +613,8 @@ main(int argc, char *argv[])
 		send_status(0);
 	}
 	PQfinish(conn);
-	sb_free(&line);
+	pgo_free(&pgo);
 	ndj_writer_free(&out);
-	for (size_t i = 0; i < nrels; i++)
-		free_rel(&rels[i]);
-	free(rels);
 	free(queue);
 	free(tables);
 	free(ack_files);
