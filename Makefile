@@ -26,7 +26,8 @@ PROGS    = $(CMDS:%=$(BIN)/%)
 BATS    ?= bats
 TESTS   ?= test
 
-.PHONY: all install uninstall clean check check-build lint demo deps bench
+.PHONY: all install uninstall clean check check-build check-asan lint demo deps \
+        bench fuzz fuzz-build valgrind
 
 all: $(PROGS)
 
@@ -56,6 +57,41 @@ check-build: deps
 check: check-build lint
 	$(BATS) $(TESTS)
 
+# The whole suite again with AddressSanitizer and UBSan (leaks included).
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
+check-asan: deps
+	$(MAKE) BUILD=build-asan BIN=bin-asan WERROR=-Werror SAN="$(ASAN_FLAGS)" \
+		CFLAGS="-O1 -g" all
+	CQRS_BIN=$(CURDIR)/bin-asan \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(BATS) $(TESTS)
+
+# libFuzzer targets (clang): the NDJSON reader with order validation, the
+# pgoutput decoder, client-project's event parser.  FUZZ_TIME seconds each.
+FUZZERS   = order pgoutput event
+FUZZ_TIME ?= 30
+FUZZ_CC   ?= clang
+FUZZ_SAN   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz-build: deps
+	$(MAKE) CC=$(FUZZ_CC) BUILD=build-fuzz BIN=build-fuzz/bin \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined" CFLAGS="-O1 -g" \
+		build-fuzz/libcqrs.a
+	for f in $(FUZZERS); do \
+		$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g $(FUZZ_SAN) $(PKG_CFLAGS) \
+			-Icommon -o build-fuzz/fuzz-$$f fuzz/$$f.c build-fuzz/libcqrs.a \
+			$(PKG_LIBS) -lm || exit 1; \
+	done
+
+# Each target starts from its seeds and the crashes kept as regressions.
+fuzz: fuzz-build
+	for f in $(FUZZERS); do \
+		mkdir -p build-fuzz/corpus-$$f && \
+		build-fuzz/fuzz-$$f -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+			-close_fd_mask=3 -artifact_prefix=build-fuzz/crash-$$f- \
+			build-fuzz/corpus-$$f fuzz/corpus/$$f || exit 1; \
+	done
+
 lint:
 	mandoc -Tlint -Wwarning man/*.1
 
@@ -78,6 +114,6 @@ uninstall:
 	done
 
 clean:
-	rm -rf $(BUILD) $(BIN)
+	rm -rf $(BUILD) $(BIN) build-asan bin-asan build-fuzz
 
 -include $(wildcard $(BUILD)/*/*.d)

@@ -230,7 +230,16 @@ put_value(struct sbuf *sb, uint32_t type, const char *v, uint32_t len)
 		break;			/* NaN, Infinity: a string */
 	case OID_JSON:
 	case OID_JSONB:
-		sb_put(sb, v, len);
+		/*
+		 * Valid JSON from the server, but json keeps the input's
+		 * layout: a line break outside a string is whitespace and
+		 * becomes a space, so that the event stays one line.
+		 */
+		sb_grow(sb, len);
+		for (uint32_t i = 0; i < len; i++)
+			sb->buf[sb->len++] = (v[i] == '\n' || v[i] == '\r') ?
+			    ' ' : v[i];
+		sb->buf[sb->len] = '\0';
 		return;
 	}
 	sb_json_str(sb, v, len);

@@ -1,7 +1,7 @@
 # test_helper: fresh binaries first in PATH, a private stack per suite, known state per test.
 
 CQRS_REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-PATH="$CQRS_REPO/bin:$PATH"
+PATH="${CQRS_BIN:-$CQRS_REPO/bin}:$PATH"
 export CQRS_REPO PATH
 
 # stack_setup_file: start a private PostgreSQL and Redis under a new temp dir; export their variables.
