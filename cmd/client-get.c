@@ -25,7 +25,8 @@ static int failure;		/* a server or output error: stop */
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: client-get [-hV] [-r url] [id ...]\n");
+	fprintf(stderr, "usage: client-get [-hV] [-P password-file] [-r url] "
+	    "[id ...]\n");
 	exit(EX_USAGE);
 }
 
@@ -126,20 +127,24 @@ main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "password-file", required_argument, NULL, 'P' },
 		{ "redis", required_argument, NULL, 'r' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	static char ids[MAX_BATCH][12];
 	struct ndj_reader in;
-	const char *url = NULL;
+	const char *url = NULL, *pass_file = NULL;
 	char *line;
 	size_t n = 0, len;
 	int ch, ex, i, r;
 
 	util_signals();
-	while ((ch = getopt_long(argc, argv, "hr:V", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hP:r:V", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'P':
+			pass_file = optarg;
+			break;
 		case 'r':
 			url = optarg;
 			break;
@@ -154,7 +159,7 @@ main(int argc, char *argv[])
 	argc -= optind;
 	argv += optind;
 
-	if ((rc = rds_connect(url, &ex)) == NULL)
+	if ((rc = rds_connect(url, pass_file, &ex)) == NULL)
 		return ex;
 	ndj_writer_init(&out, STDOUT_FILENO);
 

@@ -60,7 +60,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: client-project [-hkV] [-a ack-file] "
-	    "[-b batch] [-r url]\n");
+	    "[-b batch] [-P password-file] [-r url]\n");
 	exit(EX_USAGE);
 }
 
@@ -197,6 +197,7 @@ main(int argc, char *argv[])
 		{ "ack-file", required_argument, NULL, 'a' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "password-file", required_argument, NULL, 'P' },
 		{ "keep-going", no_argument, NULL, 'k' },
 		{ "redis", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -206,14 +207,14 @@ main(int argc, char *argv[])
 	struct projector p;
 	struct evt_ops ops;
 	struct ndj_reader in;
-	const char *url = NULL;
+	const char *url = NULL, *pass_file = NULL;
 	char *end;
 	long batch = DEFAULT_BATCH;
 	int ch, ex, verbose = 0;
 
 	util_signals();
 	memset(&ops, 0, sizeof(ops));
-	while ((ch = getopt_long(argc, argv, "a:b:hkr:vV", longopts, NULL)) !=
+	while ((ch = getopt_long(argc, argv, "a:b:hkP:r:vV", longopts, NULL)) !=
 	    -1) {
 		switch (ch) {
 		case 'a':
@@ -226,6 +227,9 @@ main(int argc, char *argv[])
 			break;
 		case 'k':
 			ops.keep_going = 1;
+			break;
+		case 'P':
+			pass_file = optarg;
 			break;
 		case 'r':
 			url = optarg;
@@ -245,7 +249,7 @@ main(int argc, char *argv[])
 		usage();
 
 	memset(&p, 0, sizeof(p));
-	if ((p.rc = rds_connect(url, &ex)) == NULL)
+	if ((p.rc = rds_connect(url, pass_file, &ex)) == NULL)
 		return ex;
 	if ((ex = load_script(&p)) != 0) {
 		redisFree(p.rc);

@@ -43,7 +43,10 @@ db_connect(const char *conninfo, int replication, int *ex)
 
 	if (conninfo != NULL && *conninfo != '\0') {
 		if ((opts = PQconninfoParse(conninfo, &perr)) == NULL) {
+			/* libpq quotes the string: keep a password out. */
 			warnx("connection string: %s",
+			    strstr(conninfo, "password") != NULL ||
+			    strchr(conninfo, '@') != NULL ? "malformed" :
 			    one_line(perr ? perr : "out of memory"));
 			PQfreemem(perr);
 			*ex = EX_CONFIG;

@@ -1,5 +1,6 @@
 /* rds: Redis connections through hiredis, from REDIS_URL or a flag. */
 #include <err.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -138,19 +139,45 @@ parse_url(char *url, struct rds_url *u)
 }
 
 /*
+ * The first line of path, without its newline: a password kept out of
+ * argv and the environment.  0, or -1 (reported).
+ */
+static int
+read_secret(const char *path, char *buf, size_t size)
+{
+	FILE *fp;
+	size_t n;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		warn("%s", path);
+		return -1;
+	}
+	if (fgets(buf, (int)size, fp) == NULL) {
+		warnx("%s: empty", path);
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	return 0;
+}
+
+/*
  * Connect to the Redis named by url (NULL: $REDIS_URL, else the default),
- * authenticate and select the database.  Returns the context, or NULL
+ * authenticate (with the password in pass_file, if not NULL, else the
+ * URL's) and select the database.  Returns the context, or NULL
  * after reporting with *ex set: 78 for a malformed URL, 69 for a server
  * that cannot be reached, 77 for a refused password.
  */
 redisContext *
-rds_connect(const char *url, int *ex)
+rds_connect(const char *url, const char *pass_file, int *ex)
 {
 	struct timeval tv = { 5, 0 };
 	struct rds_url u;
 	redisContext *c;
 	redisReply *r;
-	char *copy;
+	char *copy, pass[512];
 
 	if (url == NULL || *url == '\0')
 		url = getenv("REDIS_URL");
@@ -161,6 +188,14 @@ rds_connect(const char *url, int *ex)
 		free(copy);
 		*ex = EX_CONFIG;
 		return NULL;
+	}
+	if (pass_file != NULL) {
+		if (read_secret(pass_file, pass, sizeof(pass)) < 0) {
+			free(copy);
+			*ex = EX_CONFIG;
+			return NULL;
+		}
+		u.pass = pass;
 	}
 	if (u.path != NULL)
 		c = redisConnectUnixWithTimeout(u.path, tv);

@@ -6,7 +6,7 @@
 
 #define RDS_DEFAULT_URL	"redis://127.0.0.1:6379/0"
 
-redisContext	*rds_connect(const char *, int *);
+redisContext	*rds_connect(const char *, const char *, int *);
 int		 rds_exit_code(const redisContext *, const redisReply *);
 
 #endif
