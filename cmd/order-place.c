@@ -277,10 +277,12 @@ run_batch(struct order *batch, size_t *n)
 {
 	PGresult *r[3], *err = NULL, *res;
 	size_t i, done = 0, failed = *n;
-	int step, rc = 0;
+	int step, rc = 0, sent = 0;
 
-	if (PQenterPipelineMode(conn) != 1)
+	if (PQstatus(conn) != CONNECTION_OK ||
+	    PQenterPipelineMode(conn) != 1)
 		goto lost;
+	sent = 1;
 	for (i = 0; i < *n; i++)
 		if (send_order(&batch[i]) < 0)
 			goto lost;
@@ -353,11 +355,17 @@ run_batch(struct order *batch, size_t *n)
 	return rc;
 
 lost:
+	/*
+	 * An order sent without its COMMIT's reply may or may not have
+	 * committed; no success line is printed for it either way.
+	 */
 	PQclear(err);
 	warnx("database: %s", db_message(NULL, conn));
 	for (i = done; i < *n; i++)
-		warnx("%s:%lu: not committed: connection lost", in.name,
-		    batch[i].lineno);
+		warnx("%s:%lu: %s", in.name, batch[i].lineno, sent ?
+		    "connection lost before the commit was confirmed: the "
+		    "order may or may not exist" :
+		    "not committed: connection lost");
 	*n = 0;
 	return EX_UNAVAILABLE;
 }

@@ -402,7 +402,7 @@ main(int argc, char *argv[])
 	int ch, rc, once = 0, drop = 0, status = 0, caught_up = 0;
 	uint64_t stop_at = 0;
 	char *end, *buf, cmd[256];
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	int64_t t, deadline;
 	int n;
 
@@ -507,8 +507,12 @@ main(int argc, char *argv[])
 				rc = decode(m + 25, (size_t)n - 25);
 				if (rc == -1)
 					status = 76;
-				else if (rc == -2)
+				else if (rc == -2 && out.err != EPIPE)
 					status = EX_IOERR;
+				else if (rc == -2) {
+					PQfreemem(buf);
+					break;	/* the reader went away */
+				}
 				if (once && !pgo.open && qlen > 0 &&
 				    queue[(qhead + qlen - 1) % MAX_PENDING].end
 				    >= stop_at)
@@ -570,16 +574,19 @@ main(int argc, char *argv[])
 		deadline = last_status_ms + interval_ms;
 		if (qlen > 0 || confirmed != sent_confirmed)
 			deadline = t + ACK_POLL_MS;
-		pfd.fd = PQsocket(conn);
-		pfd.events = POLLIN;
-		if (qlen == MAX_PENDING) {
-			poll(NULL, 0, ACK_POLL_MS);
-			continue;
-		}
-		rc = poll(&pfd, 1, deadline > t ? (int)(deadline - t) : 0);
+		/* stdout too: a reader that went away ends the run at once. */
+		pfd[0].fd = PQsocket(conn);
+		pfd[0].events = qlen == MAX_PENDING ? 0 : POLLIN;
+		pfd[1].fd = STDOUT_FILENO;
+		pfd[1].events = 0;
+		pfd[0].revents = pfd[1].revents = 0;
+		rc = poll(pfd, 2, deadline > t ? (int)(deadline - t) : 0);
 		if (rc < 0 && errno != EINTR)
 			err(EX_OSERR, "poll");
-		if (rc > 0 && PQconsumeInput(conn) == 0) {
+		if (pfd[1].revents & (POLLERR | POLLHUP))
+			break;
+		if (rc > 0 && (pfd[0].revents & (POLLIN | POLLERR | POLLHUP)) &&
+		    PQconsumeInput(conn) == 0) {
 			warnx("database: %s", db_message(NULL, conn));
 			status = EX_UNAVAILABLE;
 			break;
