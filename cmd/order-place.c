@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,6 +280,10 @@ run_batch(struct order *batch, size_t *n)
 	size_t i, done = 0, failed = *n;
 	int step, rc = 0, sent = 0;
 
+	/* A server that hung up while we were idle has said so already. */
+	for (i = 0; i < 4 && PQstatus(conn) == CONNECTION_OK &&
+	    poll(&(struct pollfd){ PQsocket(conn), POLLIN, 0 }, 1, 0) > 0; i++)
+		PQconsumeInput(conn);
 	if (PQstatus(conn) != CONNECTION_OK ||
 	    PQenterPipelineMode(conn) != 1)
 		goto lost;
