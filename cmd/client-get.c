@@ -93,9 +93,14 @@ lookup(char ids[][12], size_t n)
 		redisAppendCommand(rc, "HMGET client:%s name email total "
 		    "last_purchase", ids[i]);
 	for (i = 0; i < n; i++) {
+		r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK ||
-		    r->type != REDIS_REPLY_ARRAY) {
-			warnx("redis: %s", r ? r->str : rc->errstr);
+		    r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+			if (r == NULL || rc->err)
+				warnx("redis: %s", rc->errstr);
+			else
+				warnx("redis: %s", r->type == REDIS_REPLY_ERROR ?
+				    r->str : "unexpected reply to HMGET");
 			status = rds_exit_code(rc, r);
 			failure = 1;
 			freeReplyObject(r);
@@ -106,7 +111,10 @@ lookup(char ids[][12], size_t n)
 				break;
 		if (k == 4)
 			print_client(r);
-		else if (k == 0 && r->element[1]->type == REDIS_REPLY_NIL) {
+		else if (r->element[0]->type == REDIS_REPLY_NIL &&
+		    r->element[1]->type == REDIS_REPLY_NIL &&
+		    r->element[2]->type == REDIS_REPLY_NIL &&
+		    r->element[3]->type == REDIS_REPLY_NIL) {
 			warnx("client %s: not found", ids[i]);
 			if (status == 0)
 				status = EX_NOTFOUND;

@@ -467,6 +467,10 @@ main(int argc, char *argv[])
 					eof = 1;
 				}
 			} else if (rc != 0) {
+				/* The rest of the batch never ran: say so. */
+				for (i = 0; i < n; i++)
+					warnx("%s:%lu: not committed", in.name,
+					    batch[i].lineno);
 				status = rc;
 				n = 0;
 			}

@@ -609,8 +609,8 @@ main(int argc, char *argv[])
 			poll(NULL, 0, 20);
 		if (qlen > 0) {
 			warnx("--once: %zu transactions not acknowledged "
-			    "after %ld s; they will be sent again", qlen,
-			    wait_ms / 1000);
+			    "after %.1f s; they will be sent again", qlen,
+			    wait_ms / 1000.0);
 			status = EX_TEMPFAIL;
 		}
 	}

@@ -255,6 +255,13 @@ ndj_getline(struct ndj_reader *r, char **line, size_t *len)
 				continue;
 			}
 			r->start = r->end;
+		} else if (nl != NULL && (size_t)(nl - (r->buf + r->start)) >
+		    NDJ_LINE_MAX) {
+			r->lineno++;
+			r->start = (size_t)(nl - r->buf) + 1;
+			warnx("%s:%lu: line longer than %d bytes", r->name,
+			    r->lineno, NDJ_LINE_MAX);
+			return -1;
 		} else if (nl != NULL) {
 			r->lineno++;
 			*line = r->buf + r->start;
@@ -337,7 +344,10 @@ ndj_read(struct ndj_reader *r, json_t **obj)
 	return 1;
 }
 
-/* Whether a next line is already buffered or input is waiting. */
+/*
+ * Whether a next line is already buffered or input is waiting.  At end
+ * of input with nothing buffered it says 0: check r->eof before waiting.
+ */
 int
 ndj_more(struct ndj_reader *r)
 {
@@ -383,7 +393,8 @@ ndj_flush(struct ndj_writer *w)
 	while (off < w->out.len) {
 		n = write(w->fd, w->out.buf + off, w->out.len - off);
 		if (n < 0) {
-			if (errno == EINTR)
+			/* A signal may end a write that a reader holds up. */
+			if (errno == EINTR && !util_stop)
 				continue;
 			w->err = errno;
 			return -1;
