@@ -1,0 +1,249 @@
+#!/usr/bin/env bats
+# event-fanout: every line to every subscriber, in order; ends, signals, limits.
+
+load test_helper
+bats_require_minimum_version 1.5.0
+
+USAGE='usage: event-fanout [-hV] subscriber ...'
+
+setup() {
+	cd "$BATS_TEST_TMPDIR"
+}
+
+# idle_input: a fifo "in", held open for writing on fd 4, so that a reader's
+# stdin stays open and idle.  Give commands "4>&-" unless they are to hold it.
+idle_input() {
+	mkfifo in
+	exec 4<>in
+}
+
+# wait_for_file FILE: wait up to 10 s until FILE is non-empty.
+wait_for_file() {
+	local i
+	for i in $(seq 200); do
+		[ -s "$1" ] && return 0
+		sleep 0.05
+	done
+	echo "wait_for_file: $1 still empty after 10 s" >&2
+	return 1
+}
+
+# wait_job PID: wait up to 10 s for background job PID; its status in $rc.
+wait_job() {
+	local i
+	for i in $(seq 200); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		kill -9 "$1"
+		echo "wait_job: $1 still running after 10 s" >&2
+		return 1
+	fi
+	rc=0
+	wait "$1" || rc=$?
+}
+
+@test "every line reaches every subscriber, in order" {
+	seq 1000 | sed 's/.*/{"id":&,"name":"Bob"}/' >input
+	run -0 --separate-stderr timeout 10 event-fanout 'cat > a' 'cat > b' \
+	    file:c <input
+	[ -z "$stderr" ]
+	[ -z "$output" ]
+	cmp input a
+	cmp input b
+	cmp input c
+}
+
+@test "lines pass verbatim, not parsed; a last line gets its newline" {
+	printf 'not json\n{"a":1, "a":2}\n\n\tlast' >input
+	printf 'not json\n{"a":1, "a":2}\n\n\tlast\n' >want
+	run -0 --separate-stderr timeout 10 event-fanout 'cat > a' file:b <input
+	[ -z "$stderr" ]
+	cmp want a
+	cmp want b
+}
+
+@test "a file: subscriber appends and creates with 0666 less the umask" {
+	echo old >c
+	echo new | (umask 027 && timeout 10 event-fanout file:c file:d)
+	[ "$(cat c)" = "$(printf 'old\nnew')" ]
+	[ "$(stat -c %a d)" = 640 ]
+}
+
+@test "a lone line is delivered before stdin closes" {
+	idle_input
+	event-fanout 'cat > a' file:b <in 3>&- 4>&- &
+	pid=$!
+	echo '{"id":1}' >&4
+	wait_for_file a
+	wait_for_file b
+	[ "$(cat a)" = '{"id":1}' ]
+	[ "$(cat b)" = '{"id":1}' ]
+	kill -0 "$pid"		# stdin is still open: still running
+	exec 4>&-
+	wait_job "$pid"
+	[ "$rc" -eq 0 ]
+}
+
+@test "backpressure: a slow subscriber gets everything, memory stays bounded" {
+	head -c 15000000 /dev/urandom | base64 -w 200 >input	# 20 MB
+	run -0 --separate-stderr timeout 30 /usr/bin/time -f %M -o rss \
+	    event-fanout 'sleep 1; cat > slow' 'cat > fast' <input
+	[ -z "$stderr" ]
+	cmp input slow
+	cmp input fast
+	echo "peak RSS: $(cat rss) KiB" >&3
+	[ "$(cat rss)" -lt 10240 ]
+}
+
+@test "a subscriber that exits while the stream is idle: 75 at once, named" {
+	idle_input
+	run -75 --separate-stderr timeout 10 event-fanout 'cat > a' 'exit 3' \
+	    <in 4>&-
+	[ "$stderr" = "event-fanout: subscriber 2 (exit 3): exited with status 3" ]
+	[ -e a ]
+}
+
+@test "a subscriber that stops early with status 0 still gives 75" {
+	idle_input
+	printf '{"id":1}\n{"id":2}\n' >&4
+	run -75 --separate-stderr timeout 10 event-fanout 'cat > a' \
+	    'head -n 1 > first' <in 4>&-
+	[ "$stderr" = "event-fanout: subscriber 2 (head -n 1 > first): exited with status 0" ]
+	[ "$(cat first)" = '{"id":1}' ]
+	[ "$(cat a)" = "$(printf '{"id":1}\n{"id":2}')" ]
+}
+
+@test "a subscriber killed by a signal is reported as such" {
+	idle_input
+	run -75 --separate-stderr timeout 10 event-fanout 'cat > /dev/null' \
+	    'kill -9 $$' <in 4>&-
+	[ "$stderr" = 'event-fanout: subscriber 2 (kill -9 $$): killed by signal 9' ]
+}
+
+@test "a subscriber that fails at the end of input gives 75" {
+	run -75 --separate-stderr timeout 10 event-fanout 'cat > a' \
+	    'cat > /dev/null; exit 5' <<<'{"id":1}'
+	[ "$stderr" = 'event-fanout: subscriber 2 (cat > /dev/null; exit 5): exited with status 5' ]
+	[ "$(cat a)" = '{"id":1}' ]
+}
+
+@test "a file: subscriber whose write fails gives 75" {
+	run -75 --separate-stderr timeout 10 event-fanout 'cat > a' \
+	    file:/dev/full <<<'{"id":1}'
+	[ "$stderr" = 'event-fanout: subscriber 2 (file:/dev/full): No space left on device' ]
+}
+
+@test "SIGTERM is passed on; all exit 0 gives 0" {
+	idle_input
+	event-fanout 'trap "echo TERM > got; exit 0" TERM; echo > ready1; cat > a' \
+	    'trap "echo TERM > got2; exit 0" TERM; echo > ready2; cat > b' \
+	    <in 3>&- 4>&- 2>err &
+	pid=$!
+	echo '{"id":1}' >&4
+	wait_for_file ready1
+	wait_for_file ready2
+	wait_for_file a
+	kill -TERM "$pid"	# event-fanout only, not its subscribers
+	wait_job "$pid"
+	[ "$rc" -eq 0 ]
+	[ ! -s err ]
+	[ "$(cat got)" = TERM ]
+	[ "$(cat got2)" = TERM ]
+	[ "$(cat a)" = '{"id":1}' ]
+}
+
+@test "SIGINT is passed on; a subscriber it kills gives 75" {
+	idle_input
+	event-fanout 'trap "" INT; cat > /dev/null' 'echo > ready; exec sleep 30' \
+	    <in 3>&- 4>&- 2>err &
+	pid=$!
+	wait_for_file ready
+	kill -INT "$pid"
+	wait_job "$pid"
+	[ "$rc" -eq 75 ]
+	[ "$(cat err)" = 'event-fanout: subscriber 2 (echo > ready; exec sleep 30): killed by signal 2' ]
+}
+
+@test "a line over 1 MiB gives 65 with stdin:N; the lines before it are delivered" {
+	{
+		echo '{"id":1}'
+		head -c 1100000 /dev/zero | tr '\0' x
+		echo
+		echo '{"id":3}'
+	} >input
+	run -65 --separate-stderr timeout 10 event-fanout 'cat > a' <input
+	[ "$stderr" = 'event-fanout: stdin:2: line longer than 1048576 bytes' ]
+	[ "$(cat a)" = '{"id":1}' ]
+}
+
+@test "the limit is exact: 1 MiB passes, 1 MiB + 1 does not" {
+	head -c 1048576 /dev/zero | tr '\0' x >max
+	echo >>max
+	{ cat max; echo '{"id":2}'; } >input
+	run -0 --separate-stderr timeout 10 event-fanout 'cat > a' <input
+	cmp input a
+	{ echo '{"id":1}'; printf x; cat max; echo '{"id":3}'; } >input
+	run -65 --separate-stderr timeout 10 event-fanout 'cat > b' <input
+	[ "$stderr" = 'event-fanout: stdin:2: line longer than 1048576 bytes' ]
+	[ "$(cat b)" = '{"id":1}' ]
+}
+
+@test "a read error on stdin gives 74" {
+	run -74 --separate-stderr timeout 10 event-fanout 'cat > a' </
+	[ "$stderr" = 'event-fanout: stdin: Is a directory' ]
+	[ -e a ]
+}
+
+@test "no operand: 64 and the usage line" {
+	run -64 --separate-stderr event-fanout
+	[ "$stderr" = "$USAGE" ]
+	[ -z "$output" ]
+}
+
+@test "-h: 64 and the usage line" {
+	run -64 --separate-stderr event-fanout -h
+	[ "$stderr" = "$USAGE" ]
+	run -64 --separate-stderr event-fanout --help cat
+	[ "$stderr" = "$USAGE" ]
+}
+
+@test "an unknown option: 64" {
+	run -64 --separate-stderr event-fanout -x cat
+	[ "${stderr##*$'\n'}" = "$USAGE" ]
+}
+
+@test "-V prints a version" {
+	run -0 --separate-stderr event-fanout -V
+	[[ "$output" =~ ^event-fanout\ \(cqrs-pipes\)\ [0-9]+\.[0-9]+ ]]
+	[ -z "$stderr" ]
+}
+
+@test "a file: that cannot be opened gives 74; started subscribers are waited for" {
+	run -74 --separate-stderr timeout 10 event-fanout \
+	    'cat > /dev/null; echo done > waited' file:nodir/x <<<'{"id":1}'
+	[ "$stderr" = 'event-fanout: subscriber 2 (file:nodir/x): No such file or directory' ]
+	[ "$(cat waited)" = done ]
+}
+
+@test "a command that cannot be started gives 69" {
+	subs=()
+	for i in $(seq 20); do
+		subs+=('cat > /dev/null')
+	done
+	# Too few file descriptors for a pipe to every subscriber.
+	run -69 --separate-stderr bash -c \
+	    'ulimit -n 12 && exec timeout 10 event-fanout "$@"' - "${subs[@]}" \
+	    </dev/null
+	want='^event-fanout: subscriber [0-9]+ \(cat > /dev/null\): pipe: '
+	[[ "$stderr" =~ $want'Too many open files'$ ]]
+}
+
+@test "subscribers do not hold each other's input open" {
+	# Were the first pipe inherited by the second subscriber, the first
+	# would never see end of file and this would time out.
+	run -0 --separate-stderr timeout 10 event-fanout 'cat > a; echo > a.done' \
+	    'cat > /dev/null; until [ -e a.done ]; do sleep 0.05; done' <<<'{"id":1}'
+	[ -e a.done ]
+}
