@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -43,6 +44,7 @@ struct event {
 	char	date[24];
 	char	*name;
 	char	*email;
+	int64_t	 ts_ms;		/* __ts_ms, the commit time, or -1 */
 };
 
 struct projector {
@@ -54,13 +56,15 @@ struct projector {
 	unsigned long	 applied;
 	unsigned long	 replayed;
 	unsigned long	 skipped;
+	FILE		*latency;	/* -L: commit-to-applied times */
 };
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: client-project [-hkV] [-a ack-file] "
-	    "[-b batch] [-P password-file] [-r url]\n");
+	fprintf(stderr, "usage: client-project [-hkvV] [-a ack-file] "
+	    "[-b batch] [-L latency-file]\n"
+	    "                      [-P password-file] [-r url]\n");
 	exit(EX_USAGE);
 }
 
@@ -115,6 +119,8 @@ take(void *ctx, json_t *ev, uint64_t lsn, uint64_t seq)
 	snprintf(e->date, sizeof(e->date), "%" PRId64, date);
 	e->name = xstrdup(name);
 	e->email = xstrdup(email);
+	e->ts_ms = json_is_integer(json_object_get(ev, "__ts_ms")) ?
+	    json_integer_value(json_object_get(ev, "__ts_ms")) : -1;
 	p->n++;
 	return 0;
 }
@@ -181,6 +187,18 @@ apply(void *ctx)
 		if ((ex = load_script(p)) != 0)
 			break;
 	}
+	if (ex == 0 && p->latency != NULL) {
+		struct timespec ts;
+		int64_t now;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		for (i = 0; i < p->n; i++)
+			if (p->ev[i].ts_ms >= 0)
+				fprintf(p->latency, "%" PRId64 "\n",
+				    now - p->ev[i].ts_ms);
+		fflush(p->latency);
+	}
 out:
 	for (i = 0; i < p->n; i++) {
 		free(p->ev[i].name);
@@ -199,6 +217,7 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ "password-file", required_argument, NULL, 'P' },
 		{ "keep-going", no_argument, NULL, 'k' },
+		{ "latency", required_argument, NULL, 'L' },
 		{ "redis", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
@@ -214,7 +233,8 @@ main(int argc, char *argv[])
 
 	util_signals();
 	memset(&ops, 0, sizeof(ops));
-	while ((ch = getopt_long(argc, argv, "a:b:hkP:r:vV", longopts, NULL)) !=
+	memset(&p, 0, sizeof(p));
+	while ((ch = getopt_long(argc, argv, "a:b:hkL:P:r:vV", longopts, NULL)) !=
 	    -1) {
 		switch (ch) {
 		case 'a':
@@ -227,6 +247,10 @@ main(int argc, char *argv[])
 			break;
 		case 'k':
 			ops.keep_going = 1;
+			break;
+		case 'L':
+			if ((p.latency = fopen(optarg, "a")) == NULL)
+				err(EX_CANTCREAT, "%s", optarg);
 			break;
 		case 'P':
 			pass_file = optarg;
@@ -248,7 +272,6 @@ main(int argc, char *argv[])
 	if (optind != argc)
 		usage();
 
-	memset(&p, 0, sizeof(p));
 	if ((p.rc = rds_connect(url, pass_file, &ex)) == NULL)
 		return ex;
 	if ((ex = load_script(&p)) != 0) {
@@ -275,5 +298,7 @@ main(int argc, char *argv[])
 	free(p.ev);
 	ndj_reader_free(&in);
 	redisFree(p.rc);
+	if (p.latency != NULL)
+		fclose(p.latency);
 	return ex;
 }
