@@ -92,6 +92,10 @@ fuzz: fuzz-build
 			build-fuzz/corpus-$$f fuzz/corpus/$$f || exit 1; \
 	done
 
+# One full pipeline run under valgrind's memcheck.
+valgrind: all
+	scripts/memcheck
+
 lint:
 	mandoc -Tlint -Wwarning man/*.1
 
