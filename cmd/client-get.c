@@ -44,6 +44,19 @@ valid_id(const char *s, size_t len)
 	return len < 10 || strncmp(s, "2147483647", 10) <= 0;
 }
 
+/* Whether s is a decimal integer that fits in 64 bits. */
+static int
+integer(const char *s)
+{
+	char *end;
+
+	if (*s == '\0' || !(*s == '-' || (*s >= '0' && *s <= '9')))
+		return 0;
+	errno = 0;
+	(void)strtoll(s, &end, 10);
+	return *end == '\0' && errno == 0;
+}
+
 /* Total in cents, as a number with at most two decimals: 3000.0, 12.5. */
 static void
 put_total(struct sbuf *sb, const char *cents)
@@ -109,7 +122,13 @@ lookup(char ids[][12], size_t n)
 		for (k = 0; k < 4; k++)
 			if (r->element[k]->type != REDIS_REPLY_STRING)
 				break;
-		if (k == 4)
+		if (k == 4 && (!integer(r->element[2]->str) ||
+		    !integer(r->element[3]->str))) {
+			warnx("client %s: malformed read model (%s is not an "
+			    "integer)", ids[i], integer(r->element[2]->str) ?
+			    "last_purchase" : "total");
+			status = EX_DATAERR;
+		} else if (k == 4)
 			print_client(r);
 		else if (r->element[0]->type == REDIS_REPLY_NIL &&
 		    r->element[1]->type == REDIS_REPLY_NIL &&
