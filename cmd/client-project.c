@@ -95,23 +95,30 @@ take(void *ctx, json_t *ev, uint64_t lsn, uint64_t seq)
 	struct event *e = &p->ev[p->n];
 	const char *name, *email;
 	uint64_t id;
-	int64_t cents, date;
+	int64_t cents, date, client;
 
 	if (!evt_table_is(ev, EVT_TABLE)) {
 		p->skipped++;
 		return 0;
 	}
-	if (evt_uint(ev, "id_client", p->in, INT32_MAX, &id) < 0 ||
-	    evt_str(ev, "name", p->in, &name) < 0 ||
+	if (json_object_get(ev, "id_client") == NULL) {
+		warnx("%s:%lu: id_client: missing", p->in->name,
+		    p->in->lineno);
+		return EX_DATAERR;
+	}
+	client = json_integer_value(json_object_get(ev, "id_client"));
+	if (!json_is_integer(json_object_get(ev, "id_client")) ||
+	    client < 1 || client > INT32_MAX) {
+		warnx("%s:%lu: id_client: must be an integer from 1 to %d",
+		    p->in->name, p->in->lineno, INT32_MAX);
+		return EX_DATAERR;
+	}
+	id = (uint64_t)client;
+	if (evt_str(ev, "name", p->in, &name) < 0 ||
 	    evt_str(ev, "email", p->in, &email) < 0 ||
 	    evt_cents(ev, "order_total", p->in, &cents) < 0 ||
 	    evt_int(ev, "event_date", p->in, &date) < 0)
 		return EX_DATAERR;
-	if (id == 0) {
-		warnx("%s:%lu: id_client: must be positive", p->in->name,
-		    p->in->lineno);
-		return EX_DATAERR;
-	}
 	snprintf(e->key, sizeof(e->key), "client:%" PRIu64, id);
 	snprintf(e->pos, sizeof(e->pos), "%020" PRIu64 "%010" PRIu64, lsn,
 	    seq);

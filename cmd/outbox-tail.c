@@ -604,10 +604,12 @@ main(int argc, char *argv[])
 		/* Let the consumers finish, then confirm what they took. */
 		close(STDOUT_FILENO);
 		deadline = now_ms() + wait_ms;
-		while (advance() == 0 && qlen > 0 && now_ms() < deadline &&
-		    !util_stop)
+		while ((rc = advance()) == 0 && qlen > 0 &&
+		    now_ms() < deadline && !util_stop)
 			poll(NULL, 0, 20);
-		if (qlen > 0) {
+		if (rc < 0)
+			status = EX_IOERR;
+		else if (qlen > 0) {
 			warnx("--once: %zu transactions not acknowledged "
 			    "after %.1f s; they will be sent again", qlen,
 			    wait_ms / 1000.0);
@@ -615,7 +617,7 @@ main(int argc, char *argv[])
 		}
 	}
 	if (PQstatus(conn) == CONNECTION_OK && status != EX_UNAVAILABLE) {
-		if (out.err == 0 || out.err == EPIPE)
+		if (status != EX_IOERR && (out.err == 0 || out.err == EPIPE))
 			advance();
 		send_status(0);
 	}

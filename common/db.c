@@ -43,10 +43,16 @@ db_connect(const char *conninfo, int replication, int *ex)
 
 	if (conninfo != NULL && *conninfo != '\0') {
 		if ((opts = PQconninfoParse(conninfo, &perr)) == NULL) {
-			/* libpq quotes the string: keep a password out. */
+			/*
+			 * libpq quotes the string, and a URI may hide the word
+			 * password behind %-escapes: keep every secret out.
+			 */
 			warnx("connection string: %s",
 			    strstr(conninfo, "password") != NULL ||
-			    strchr(conninfo, '@') != NULL ? "malformed" :
+			    strchr(conninfo, '@') != NULL ||
+			    strchr(conninfo, '%') != NULL ||
+			    strncmp(conninfo, "postgres", 8) == 0 ? "malformed "
+			    "(see \"Connection Strings\" in libpq's manual)" :
 			    one_line(perr ? perr : "out of memory"));
 			PQfreemem(perr);
 			*ex = EX_CONFIG;
@@ -84,8 +90,9 @@ db_connect(const char *conninfo, int replication, int *ex)
 	    strstr(msg, "must be superuser or replication") != NULL ||
 	    strstr(msg, "must have the REPLICATION") != NULL)
 		*ex = EX_NOPERM;
-	else if (strstr(msg, "does not exist") != NULL)
-		*ex = EX_CONFIG;
+	else if (strstr(msg, "does not exist") != NULL ||
+	    strncmp(msg, "invalid ", 8) == 0)
+		*ex = EX_CONFIG;		/* e.g. invalid port number */
 	else
 		*ex = EX_UNAVAILABLE;
 	PQfinish(conn);

@@ -232,14 +232,39 @@ put_value(struct sbuf *sb, uint32_t type, const char *v, uint32_t len)
 	case OID_JSONB:
 		/*
 		 * Valid JSON from the server, but json keeps the input's
-		 * layout: a line break outside a string is whitespace and
-		 * becomes a space, so that the event stays one line.
+		 * layout and jsonb prints spaces: drop the whitespace
+		 * outside strings, so the event is one compact line.
 		 */
-		sb_grow(sb, len);
-		for (uint32_t i = 0; i < len; i++)
-			sb->buf[sb->len++] = (v[i] == '\n' || v[i] == '\r') ?
-			    ' ' : v[i];
-		sb->buf[sb->len] = '\0';
+		{
+			int in_str = 0, esc = 0;
+			uint32_t i;
+
+			sb_grow(sb, 2 * (size_t)len);	/* \n may become \\n */
+			for (i = 0; i < len; i++) {
+				char ch = v[i];
+
+				if (in_str && (ch == '\n' || ch == '\r')) {
+					/* Not valid JSON; still one line. */
+					sb->buf[sb->len++] = '\\';
+					sb->buf[sb->len++] = ch == '\n' ? 'n' : 'r';
+					continue;
+				}
+				if (in_str) {
+					if (esc)
+						esc = 0;
+					else if (ch == '\\')
+						esc = 1;
+					else if (ch == '"')
+						in_str = 0;
+				} else if (ch == '"')
+					in_str = 1;
+				else if (ch == ' ' || ch == '\t' || ch == '\n' ||
+				    ch == '\r')
+					continue;
+				sb->buf[sb->len++] = ch;
+			}
+			sb->buf[sb->len] = '\0';
+		}
 		return;
 	}
 	sb_json_str(sb, v, len);

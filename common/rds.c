@@ -53,7 +53,10 @@ parse_url(char *url, struct rds_url *u)
 	if (strncmp(url, "unix://", 7) == 0) {
 		u->path = url + 7;
 		/* unix://[[user]:password@]/path */
-		if (*u->path != '/' && (at = strchr(u->path, '@')) != NULL) {
+		/* The password may hold '@': the path starts after the last "@/". */
+		for (at = NULL, p = u->path; (p = strstr(p, "@/")) != NULL; p++)
+			at = p;
+		if (*u->path != '/' && at != NULL) {
 			*at = '\0';
 			if ((colon = strchr(u->path, ':')) != NULL) {
 				*colon = '\0';
