@@ -152,8 +152,9 @@ send_event(struct projector *p, const struct event *e)
 
 /*
  * Send the queued events pipelined, one EVALSHA each, and read the
- * replies.  If Redis lost the script (a restart), load it again and send
- * the batch again: the position check makes that harmless.
+ * replies.  If Redis lost the script (SCRIPT FLUSH; a restart drops the
+ * connection instead, and that ends the run with 69), load it again and
+ * send the batch again: the position check makes that harmless.
  */
 static int
 apply(void *ctx)
@@ -204,7 +205,10 @@ apply(void *ctx)
 			if (p->ev[i].ts_ms >= 0)
 				fprintf(p->latency, "%" PRId64 "\n",
 				    now - p->ev[i].ts_ms);
-		fflush(p->latency);
+		if (fflush(p->latency) != 0 || ferror(p->latency)) {
+			warn("latency file");
+			ex = EX_IOERR;
+		}
 	}
 out:
 	for (i = 0; i < p->n; i++) {
@@ -256,6 +260,8 @@ main(int argc, char *argv[])
 			ops.keep_going = 1;
 			break;
 		case 'L':
+			if (p.latency != NULL)
+				fclose(p.latency);
 			if ((p.latency = fopen(optarg, "a")) == NULL)
 				err(EX_CANTCREAT, "%s", optarg);
 			break;

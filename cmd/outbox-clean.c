@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -96,7 +97,9 @@ apply(void *ctx)
 	const char *params[2];
 	PGresult *res;
 	unsigned long k = 0;
-	int ex = 0, waited = 0, visible = 0;
+	int ex = 0, visible = 0;
+	struct timespec t0, t;
+	long waited = 0;
 
 	if (c->n == 0)
 		return 0;
@@ -104,6 +107,7 @@ apply(void *ctx)
 	sb_putc(&c->xids, '}');
 	params[0] = c->ids.buf;
 	params[1] = c->xids.buf;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (!visible) {
 		res = PQexecPrepared(c->conn, "clean", 2, params, NULL, NULL,
 		    0);
@@ -120,14 +124,16 @@ apply(void *ctx)
 		visible = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 		PQclear(res);
 		if (!visible) {
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			waited = (t.tv_sec - t0.tv_sec) * 1000 +
+			    (t.tv_nsec - t0.tv_nsec) / 1000000;
 			if (waited >= VISIBLE_WAIT_MS || util_stop) {
 				warnx("transactions %s: not visible after "
-				    "%d ms", c->xids.buf, waited);
+				    "%ld ms", c->xids.buf, waited);
 				ex = EX_TEMPFAIL;
 				break;
 			}
 			poll(NULL, 0, 2);
-			waited += 2;
 		}
 	}
 	if (ex == 0) {

@@ -1,5 +1,6 @@
 /* evt: reading event lines in batches, their fields, and acknowledging what was applied. */
 #include <err.h>
+#include <float.h>
 #include <math.h>
 #include <poll.h>
 #include <stdint.h>
@@ -104,8 +105,8 @@ evt_cents(json_t *ev, const char *key, const struct ndj_reader *r,
 		return -1;
 	}
 	if (json_is_integer(j)) {
-		if (json_integer_value(j) > 10000000000000LL ||
-		    json_integer_value(j) < -10000000000000LL)
+		if (json_integer_value(j) >= 10000000000000LL ||
+		    json_integer_value(j) <= -10000000000000LL)
 			goto range;
 		*cents = json_integer_value(j) * 100;
 		return 0;
@@ -113,8 +114,12 @@ evt_cents(json_t *ev, const char *key, const struct ndj_reader *r,
 	x = json_real_value(j);
 	if (!(fabs(x) < 1e13))
 		goto range;
+	/*
+	 * x * 100 is a whole number of cents give or take the rounding of
+	 * the decimal to binary conversion: a few ulps, never a thousandth.
+	 */
 	c = round(x * 100.0);
-	if (fabs(x * 100.0 - c) > 1e-3) {
+	if (fabs(x * 100.0 - c) > fmax(1e-7, 8 * DBL_EPSILON * fabs(c))) {
 		warnx("%s:%lu: %s: more than two decimals", r->name,
 		    r->lineno, key);
 		return -1;

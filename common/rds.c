@@ -162,6 +162,10 @@ read_secret(const char *path, char *buf, size_t size)
 	}
 	fclose(fp);
 	n = strcspn(buf, "\r\n");
+	if (buf[n] == '\0' && n == size - 1) {
+		warnx("%s: longer than %zu bytes", path, size - 2);
+		return -1;
+	}
 	buf[n] = '\0';
 	return 0;
 }
