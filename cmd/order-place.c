@@ -190,9 +190,9 @@ send_order(struct order *o)
 	params[0] = idbuf;
 	params[1] = o->pids.buf;
 	params[2] = o->qtys.buf;
-	if (!PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+	if (!PQsendQueryPrepared(conn, "begin", 0, NULL, NULL, NULL, 0) ||
 	    !PQsendQueryPrepared(conn, "place", 3, params, NULL, NULL, 0) ||
-	    !PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0))
+	    !PQsendQueryPrepared(conn, "commit", 0, NULL, NULL, NULL, 0))
 		return -1;
 	return 0;
 }
@@ -414,15 +414,23 @@ main(int argc, char *argv[])
 
 	if ((conn = db_connect(conninfo, 0, &rc)) == NULL)
 		return rc;
-	res = PQprepare(conn, "place", place_sql, 3, NULL);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		warnx("database: %s", db_message(res, conn));
-		rc = db_exit_code(res, conn);
+	/* Prepared once, the three statements of an order parse no more. */
+	for (i = 0; i < 3; i++) {
+		static const char *const names[] = { "begin", "place",
+		    "commit" };
+		static const char *const sqls[] = { "BEGIN", place_sql,
+		    "COMMIT" };
+
+		res = PQprepare(conn, names[i], sqls[i], i == 1 ? 3 : 0, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			warnx("database: %s", db_message(res, conn));
+			rc = db_exit_code(res, conn);
+			PQclear(res);
+			PQfinish(conn);
+			return rc == EX_DATAERR ? EX_SOFTWARE : rc;
+		}
 		PQclear(res);
-		PQfinish(conn);
-		return rc;
 	}
-	PQclear(res);
 
 	ndj_reader_init(&in, STDIN_FILENO, "stdin");
 	ndj_writer_init(&out, STDOUT_FILENO);
