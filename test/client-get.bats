@@ -29,12 +29,6 @@ teardown() {
 	fi
 }
 
-# synopsis NAME: the SYNOPSIS of man/NAME.1, on one line.
-synopsis() {
-	mandoc -Tascii "$CQRS_REPO/man/$1.1" | sed 's/.\x08//g' |
-		awk '/^SYNOPSIS/ { f = 1; next } /^[A-Z]/ { f = 0 } f' | tr -s ' \n' '  ' | sed 's/^ //; s/ $//'
-}
-
 # put ID NAME EMAIL TOTAL_CENTS LAST_PURCHASE [REDIS-CLI OPTIONS]: write one client's read model.
 put() {
 	rcli "${@:6}" HSET "client:$1" name "$2" email "$3" total "$4" last_purchase "$5" pos 000000000000242174000000000000 >/dev/null

@@ -89,12 +89,6 @@ wait_exit() {
 	wait "$1" || BG_RC=$?
 }
 
-# synopsis NAME: the SYNOPSIS of man/NAME.1, on one line.
-synopsis() {
-	mandoc -Tascii "$CQRS_REPO/man/$1.1" | sed 's/.\x08//g' |
-		awk '/^SYNOPSIS/ { f = 1; next } /^[A-Z]/ { f = 0 } f' | tr -s ' \n' '  ' | sed 's/^ //; s/ $//'
-}
-
 # pad_line LEN: an otherwise valid order padded with spaces to LEN bytes (newline not counted).
 pad_line() {
 	local head='{"id_client":1,' tail='"products":[{"id_product":1,"quantity":1}]}'

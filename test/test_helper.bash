@@ -55,3 +55,9 @@ require_tool() {
 	fi
 	skip "$1 is not installed"
 }
+
+# synopsis NAME: the SYNOPSIS of man/NAME.1, on one line.
+synopsis() {
+	mandoc -Tascii "$CQRS_REPO/man/$1.1" | sed 's/.\x08//g' |
+		awk '/^SYNOPSIS/ { f = 1; next } /^[A-Z]/ { f = 0 } f' | tr -s ' \n' '  ' | sed 's/^ //; s/ $//'
+}
