@@ -55,12 +55,6 @@ field() {
 	rcli hget "$1" "$2"
 }
 
-# idle_input: a fifo "in", held open for writing on fd 4.
-idle_input() {
-	mkfifo in
-	exec 4<>in
-}
-
 # wait_for_content FILE TEXT: wait up to 10 s until FILE holds exactly TEXT.
 wait_for_content() {
 	local i
@@ -70,22 +64,6 @@ wait_for_content() {
 	done
 	echo "wait_for_content: $1 holds '$(cat "$1" 2>/dev/null)', not '$2', after 10 s" >&2
 	return 1
-}
-
-# wait_job PID: wait up to 10 s for background job PID; its status in $rc.
-wait_job() {
-	local i
-	for i in $(seq 200); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.05
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		kill -9 "$1"
-		echo "wait_job: $1 still running after 10 s" >&2
-		return 1
-	fi
-	rc=0
-	wait "$1" || rc=$?
 }
 
 # redis_private [ARGS...]: a second Redis of this test only, on $PRIV_SOCK.

@@ -61,39 +61,6 @@ ids() {
 	sql "SELECT coalesce(string_agg(id::text, ' ' ORDER BY id), '') FROM order_event"
 }
 
-# idle_input: a fifo "in", held open for writing on fd 4.
-idle_input() {
-	mkfifo in
-	exec 4<>in
-}
-
-# wait_for_file FILE: wait up to 10 s until FILE is non-empty.
-wait_for_file() {
-	local i
-	for i in $(seq 200); do
-		[ -s "$1" ] && return 0
-		sleep 0.05
-	done
-	echo "wait_for_file: $1 still empty after 10 s" >&2
-	return 1
-}
-
-# wait_job PID: wait up to 10 s for background job PID; its status in $rc.
-wait_job() {
-	local i
-	for i in $(seq 200); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.05
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		kill -9 "$1"
-		echo "wait_job: $1 still running after 10 s" >&2
-		return 1
-	fi
-	rc=0
-	wait "$1" || rc=$?
-}
-
 # wait_sql QUERY: wait up to 10 s until QUERY prints t.
 wait_sql() {
 	local i
