@@ -63,7 +63,7 @@ ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 check-asan: deps
 	$(MAKE) BUILD=build-asan BIN=bin-asan WERROR=-Werror SAN="$(ASAN_FLAGS)" \
 		CFLAGS="-O1 -g" all
-	CQRS_BIN=$(CURDIR)/bin-asan \
+	CQRS_BIN=$(CURDIR)/bin-asan CQRS_SANITIZED=1 \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(BATS) $(TESTS)
 

@@ -39,6 +39,8 @@ static size_t qhead, qlen;
 
 static const char **ack_files;
 static size_t nack_files;
+static const char **tables;	/* -t, for the publication */
+static size_t ntables;
 static uint64_t confirmed;	/* flush position reported to the server */
 static uint64_t sent_confirmed;
 static uint64_t server_end;	/* walEnd of the last keepalive */
@@ -280,8 +282,7 @@ quote_table(PGconn *db, const char *t)
  * both.  Returns 0 or an exit code.
  */
 static int
-setup(const char *conninfo, const char *slot, const char *pub,
-    const char **tables, size_t ntables, int drop)
+setup(const char *conninfo, const char *slot, const char *pub, int drop)
 {
 	PGconn *db;
 	struct sbuf sql;
@@ -396,8 +397,7 @@ main(int argc, char *argv[])
 	};
 	static const char *default_table = "public.order_event";
 	const char *conninfo = NULL, *slot = "cqrs_outbox";
-	const char *pub = "cqrs_outbox", **tables = NULL;
-	size_t ntables = 0;
+	const char *pub = "cqrs_outbox";
 	long interval_ms = 10000, wait_ms = 60000;
 	int ch, rc, once = 0, drop = 0, status = 0, caught_up = 0;
 	uint64_t stop_at = 0;
@@ -464,7 +464,7 @@ main(int argc, char *argv[])
 	if (ntables == 0)
 		tables[ntables++] = default_table;
 
-	if ((rc = setup(conninfo, slot, pub, tables, ntables, drop)) != 0 ||
+	if ((rc = setup(conninfo, slot, pub, drop)) != 0 ||
 	    drop)
 		return rc;
 

@@ -59,8 +59,7 @@ setup() {
 	[ -z "$stderr" ]
 	cmp input slow
 	cmp input fast
-	echo "peak RSS: $(cat rss) KiB" >&3
-	[ "$(cat rss)" -lt 10240 ]
+	rss_below 10240 rss
 }
 
 @test "a subscriber that exits while the stream is idle: 75 at once, named" {

@@ -342,8 +342,7 @@ tail_start() {
 	jq .__seq "$T/out" | awk 'NR - 1 != $0 { print "line " NR ": __seq " $0; bad = 1; exit } END { exit bad }'
 	[ "$(head -n 1 "$T/out" | jq -c '[.order_total, .event_date, .name]')" = '[10.5,1700000000,"Bob"]' ]
 	grep -q '"order_total":10.50,' "$T/out"
-	rss=$(tail -n 1 "$T/rss")
-	[ "$rss" -lt 10240 ] || { echo "peak RSS $rss KB"; false; }
+	rss_below 10240 "$T/rss"
 }
 
 @test "a column added and dropped mid-stream shows in the next lines" {

@@ -175,12 +175,11 @@ sb_puts(&sql, schema ? schema : "");' ]
 PQexec("ROLLBACK"
 PQexec(cmd
 PQexecParams(diag_sql
-PQexecParams(sql
-PQsendQueryParams("BEGIN"
-PQsendQueryParams("COMMIT"' ]
+PQexecParams(sql' ]
+	grep -q 'sqls\[\] = { "BEGIN", place_sql,' cmd/order-place.c
 	run -0 bash -c "grep -ohE '\\bPQprepare\\([^,]+, [^,]+, [^,]+' cmd/*.c common/*.c | sed 's/.*, //' | sort"
-	[ "$output" = 'place_sql
-sql.buf' ]
+	[ "$output" = 'sql.buf
+sqls[i]' ]
 	# outbox-tail's run() and count_rows(): literals (with a $1 parameter), the
 	# assembled text, or count_rows passing its own literal on.
 	run -0 bash -c "grep -ohE '\\b(run|count_rows)\\(db, [^,]+' cmd/outbox-tail.c | grep -v ', \"' | sort -u"

@@ -95,3 +95,14 @@ wait_job() {
 	rc=0
 	wait "$1" || rc=$?
 }
+
+# rss_below KB FILE: the peak RSS that /usr/bin/time -f %M wrote to FILE is
+# under KB.  Under AddressSanitizer (make check-asan sets CQRS_SANITIZED)
+# the shadow memory makes RSS meaningless: the figure is only printed.
+rss_below() {
+	local rss
+	rss=$(tail -n 1 "$2")
+	echo "peak RSS: $rss KiB" >&3
+	[ -n "${CQRS_SANITIZED:-}" ] && return 0
+	[ "$rss" -lt "$1" ] || { echo "peak RSS $rss KiB, limit $1 KiB"; return 1; }
+}
