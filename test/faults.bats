@@ -12,9 +12,9 @@ teardown_file() {
 	stack_teardown_file
 }
 
-@test "5,000 orders through kills and crashes: the read model equals SQL, the outbox is empty" {
+@test "3,000 orders through kills and crashes: the read model equals SQL, the outbox is empty" {
 	reset_state
-	run -0 --separate-stderr timeout 600 "$CQRS_REPO/scripts/faults" -n 5000 -s 42 -i 200
+	run -0 --separate-stderr timeout 600 "$CQRS_REPO/scripts/faults" -n 3000 -s 42 -i 150
 	echo "$output"
 	echo "$stderr" | tail -n 20
 	[[ $output == *"faults: differences                  0"* ]]
