@@ -31,6 +31,9 @@ TESTS   ?= test
 
 all: $(PROGS)
 
+# Keep the objects: they are intermediate files of the pattern rules.
+.SECONDARY:
+
 $(BUILD)/common/%.o: common/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
