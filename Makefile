@@ -19,7 +19,8 @@ ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 BUILD   ?= build
 BIN     ?= bin
 CMDS     = order-place client-get outbox-tail event-fanout client-project \
-           outbox-clean
+           client-rebuild client-verify \
+           outbox-clean outbox-status event-publish event-consume cqrs-httpd
 COMMON   = $(patsubst common/%.c,$(BUILD)/common/%.o,$(wildcard common/*.c))
 LIB      = $(BUILD)/libcqrs.a
 PROGS    = $(CMDS:%=$(BIN)/%)
@@ -50,6 +51,28 @@ $(BIN)/%: $(BUILD)/cmd/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lm $(LDLIBS)
 
+# cqrs-httpd alone links libmicrohttpd, libcrypt (crypt(3)) and libcrypto (HMAC).
+$(BIN)/cqrs-httpd: LDLIBS += $(shell pkg-config --libs libmicrohttpd libcrypto 2>/dev/null) \
+	-lcrypt -lpthread
+
+# Test programs for common/ modules (test/lib), built with the commands
+# (sanitized too under check-asan), never installed.
+TESTPROGS = prg-test kafka-mock
+all: $(TESTPROGS:%=$(BIN)/test/%)
+
+$(BUILD)/test/%.o: test/lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BIN)/test/%: $(BUILD)/test/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) -lm $(LDLIBS)
+
+# librdkafka for the commands that speak Kafka, and the mock cluster.
+KAFKA_LIBS := $(shell pkg-config --libs rdkafka 2>/dev/null || echo -lrdkafka)
+$(BIN)/event-publish $(BIN)/event-consume $(BIN)/test/kafka-mock: \
+	LDLIBS += $(KAFKA_LIBS)
+
 deps:
 	@scripts/install-deps
 
@@ -72,7 +95,7 @@ check-asan: deps
 
 # libFuzzer targets (clang): the NDJSON reader with order validation, the
 # pgoutput decoder, client-project's event parser.  FUZZ_TIME seconds each.
-FUZZERS   = order pgoutput event
+FUZZERS   = order pgoutput event ack scan status response message awsconf http
 FUZZ_TIME ?= 30
 FUZZ_CC   ?= clang
 FUZZ_SAN   = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,254 +13,107 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "api.h"
 #include "db.h"
 #include "ndj.h"
+#include "ord.h"
+#include "prg.h"
 #include "util.h"
 
-#define MAX_PRODUCTS	1000
-#define MAX_QUANTITY	1000000
 #define MAX_BATCH	64		/* orders in flight in one pipeline */
-
-/*
- * One statement writes the order, its items at the current prices and the
- * outbox row.  A missing product leaves a NULL price (rejected by NOT
- * NULL) and a missing client fails the foreign key: either way the
- * statement, and so the order, writes nothing.
- */
-static const char place_sql[] =
-    "WITH t AS (SELECT floor(extract(epoch FROM statement_timestamp()))"
-    "::bigint AS ts),"
-    " c AS (SELECT id, name, email FROM client WHERE id = $1),"
-    " x AS (SELECT a.pid, a.q, a.n, p.price"
-    " FROM unnest($2::int[], $3::int[]) WITH ORDINALITY AS a(pid, q, n)"
-    " LEFT JOIN product p ON p.id = a.pid),"
-    " o AS (INSERT INTO \"order\" (id_client, placement_date)"
-    " SELECT $1, ts FROM t RETURNING id),"
-    " i AS (INSERT INTO order_item (id_order, id_product,"
-    " price_when_item_was_ordered, quantity)"
-    " SELECT o.id, x.pid, x.price, x.q FROM o, x ORDER BY x.n),"
-    " e AS (INSERT INTO order_event (id_client, name, email, order_total,"
-    " event_date) SELECT c.id, c.name, c.email,"
-    " (SELECT sum(x.price * x.q) FROM x), t.ts FROM c, t"
-    " RETURNING id, order_total)"
-    " SELECT o.id, e.id, e.order_total, t.ts FROM o, e, t";
-
-/* Which part of a rejected order the database did not know. */
-static const char diag_sql[] =
-    "SELECT NOT EXISTS (SELECT 1 FROM client WHERE id = $1),"
-    " (SELECT n FROM unnest($2::int[]) WITH ORDINALITY AS a(pid, n)"
-    " WHERE NOT EXISTS (SELECT 1 FROM product p WHERE p.id = a.pid)"
-    " ORDER BY n LIMIT 1)";
-
-struct order {
-	unsigned long	 lineno;
-	json_int_t	 id_client;
-	struct sbuf	 pids;		/* "{1,2}" */
-	struct sbuf	 qtys;		/* "{1,3}" */
-	size_t		 nproducts;
-};
 
 static struct ndj_reader in;
 static struct ndj_writer out;
 static PGconn *conn;
+static enum ord_path path;
 static int keep_going;
+static int verbose;
+static unsigned long unwritten;		/* committed, result line not yet written */
+static unsigned long unwritten_first, unwritten_last;
+static struct prg prg;			/* --stats and SIGUSR1 */
+static uint64_t placed, rejected;	/* orders committed, orders refused */
 
+static const char synopsis[] =
+    "usage: order-place [-hkvV] [--api url] [-d conninfo] [--stats seconds]\n";
+
+static const char options[] =
+    "      --api URL          place orders through an HTTP API (cqrs-httpd, the\n"
+    "                         AWS sample's API Gateway) instead of PostgreSQL\n"
+    "  -d, --dbname CONNINFO  the database (default: libpq's environment)\n"
+    "  -h, --help             print this help and exit\n"
+    "  -k, --keep-going       report a rejected order, go on (exit 65)\n"
+    "      --stats SECONDS    print a line of progress this often\n"
+    "  -v, --verbose          say how orders are placed (function or plain SQL)\n"
+    "  -V, --version          print the version and exit\n";
+
+/* A result line was buffered for the order of input line lineno. */
 static void
-usage(void)
+note_unwritten(unsigned long lineno)
 {
-	fprintf(stderr, "usage: order-place [-hkV] [-d conninfo]\n");
-	exit(EX_USAGE);
-}
-
-static int
-want_id(json_t *v)
-{
-	return json_is_integer(v) && json_integer_value(v) > 0;
+	placed++;
+	if (unwritten++ == 0)
+		unwritten_first = lineno;
+	unwritten_last = lineno;
 }
 
 /*
- * Check one request and fill o.  0 if valid, -1 after reporting the line
- * and the field.  Unknown keys are rejected: a misspelt key must not
- * pass as a smaller order.
+ * Write out the buffered result lines.  0, or -1 when stdout failed: the
+ * orders whose lines were lost are named (they are committed all the
+ * same), and the caller stops reading.
  */
 static int
-validate(json_t *req, struct order *o)
+flush_results(void)
 {
-	json_t *v, *products, *item;
-	const char *key;
-	size_t i;
-
-	json_object_foreach(req, key, v) {
-		if (strcmp(key, "id_client") != 0 &&
-		    strcmp(key, "products") != 0) {
-			warnx("%s:%lu: %s: unknown key", in.name, in.lineno,
-			    key);
-			return -1;
-		}
+	if (ndj_flush(&out) == 0) {
+		unwritten = 0;
+		return 0;
 	}
-	v = json_object_get(req, "id_client");
-	if (v == NULL) {
-		warnx("%s:%lu: id_client: missing", in.name, in.lineno);
-		return -1;
-	}
-	if (!want_id(v)) {
-		warnx("%s:%lu: id_client: must be a positive integer",
-		    in.name, in.lineno);
-		return -1;
-	}
-	o->id_client = json_integer_value(v);
-	if (o->id_client > INT32_MAX) {
-		warnx("%s:%lu: id_client: unknown client %" JSON_INTEGER_FORMAT,
-		    in.name, in.lineno, o->id_client);
-		return -1;
-	}
-	products = json_object_get(req, "products");
-	if (products == NULL) {
-		warnx("%s:%lu: products: missing", in.name, in.lineno);
-		return -1;
-	}
-	if (!json_is_array(products) || json_array_size(products) == 0) {
-		warnx("%s:%lu: products: must be a non-empty array", in.name,
-		    in.lineno);
-		return -1;
-	}
-	if (json_array_size(products) > MAX_PRODUCTS) {
-		warnx("%s:%lu: products: more than %d entries", in.name,
-		    in.lineno, MAX_PRODUCTS);
-		return -1;
-	}
-	o->pids.len = o->qtys.len = 0;
-	sb_putc(&o->pids, '{');
-	sb_putc(&o->qtys, '{');
-	json_array_foreach(products, i, item) {
-		if (!json_is_object(item)) {
-			warnx("%s:%lu: products[%zu]: must be an object",
-			    in.name, in.lineno, i);
-			return -1;
-		}
-		json_object_foreach(item, key, v) {
-			if (strcmp(key, "id_product") != 0 &&
-			    strcmp(key, "quantity") != 0) {
-				warnx("%s:%lu: products[%zu].%s: unknown key",
-				    in.name, in.lineno, i, key);
-				return -1;
-			}
-		}
-		v = json_object_get(item, "id_product");
-		if (!want_id(v)) {
-			warnx("%s:%lu: products[%zu].id_product: %s", in.name,
-			    in.lineno, i, v ? "must be a positive integer" :
-			    "missing");
-			return -1;
-		}
-		if (json_integer_value(v) > INT32_MAX) {
-			warnx("%s:%lu: products[%zu].id_product: unknown "
-			    "product %" JSON_INTEGER_FORMAT, in.name, in.lineno,
-			    i, json_integer_value(v));
-			return -1;
-		}
-		if (i > 0) {
-			sb_putc(&o->pids, ',');
-			sb_putc(&o->qtys, ',');
-		}
-		sb_i64(&o->pids, json_integer_value(v));
-		v = json_object_get(item, "quantity");
-		if (v == NULL || !json_is_integer(v) ||
-		    json_integer_value(v) < 1 ||
-		    json_integer_value(v) > MAX_QUANTITY) {
-			warnx("%s:%lu: products[%zu].quantity: %s", in.name,
-			    in.lineno, i, v ? "must be an integer from 1 to "
-			    "1000000" : "missing");
-			return -1;
-		}
-		sb_i64(&o->qtys, json_integer_value(v));
-	}
-	sb_putc(&o->pids, '}');
-	sb_putc(&o->qtys, '}');
-	o->nproducts = json_array_size(products);
-	return 0;
+	errno = out.err;
+	if (unwritten > 0)
+		warnx("stdout: %s: %lu committed order%s (input lines %lu to "
+		    "%lu) without a result line", strerror(out.err), unwritten,
+		    unwritten == 1 ? "" : "s", unwritten_first, unwritten_last);
+	else
+		warn("stdout");
+	unwritten = 0;
+	return -1;
 }
 
+/* Check one request: 0 if valid, -1 after reporting the line and the field. */
 static int
-send_order(struct order *o)
+validate(json_t *req, struct ord *o)
 {
-	char idbuf[24];
-	const char *params[3];
+	char err[256];
 
-	snprintf(idbuf, sizeof(idbuf), "%" JSON_INTEGER_FORMAT, o->id_client);
-	params[0] = idbuf;
-	params[1] = o->pids.buf;
-	params[2] = o->qtys.buf;
-	if (!PQsendQueryPrepared(conn, "begin", 0, NULL, NULL, NULL, 0) ||
-	    !PQsendQueryPrepared(conn, "place", 3, params, NULL, NULL, 0) ||
-	    !PQsendQueryPrepared(conn, "commit", 0, NULL, NULL, NULL, 0))
-		return -1;
-	return 0;
+	if (ord_check(req, o, err, sizeof(err)) == 0)
+		return 0;
+	warnx("%s:%lu: %s", in.name, in.lineno, err);
+	return -1;
 }
 
 /* Name what the database did not know about a rejected order. */
 static void
-report_rejected(struct order *o, PGresult *res)
+report_rejected(struct ord *o, PGresult *res)
 {
-	const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *params[2];
-	char idbuf[24];
-	PGresult *d;
+	char msg[512];
 
-	if (st != NULL && (strcmp(st, "23503") == 0 ||
-	    strcmp(st, "23502") == 0)) {
-		snprintf(idbuf, sizeof(idbuf), "%" JSON_INTEGER_FORMAT,
-		    o->id_client);
-		params[0] = idbuf;
-		params[1] = o->pids.buf;
-		d = PQexecParams(conn, diag_sql, 2, NULL, params, NULL, NULL,
-		    0);
-		if (PQresultStatus(d) == PGRES_TUPLES_OK && PQntuples(d) == 1) {
-			if (strcmp(PQgetvalue(d, 0, 0), "t") == 0) {
-				warnx("%s:%lu: id_client: unknown client %s",
-				    in.name, o->lineno, idbuf);
-				PQclear(d);
-				return;
-			}
-			if (!PQgetisnull(d, 0, 1)) {
-				long n = atol(PQgetvalue(d, 0, 1)) - 1;
-				char *s = o->pids.buf + 1;
-
-				for (long k = 0; k < n; k++)
-					s = strchr(s, ',') + 1;
-				warnx("%s:%lu: products[%ld].id_product: "
-				    "unknown product %.*s", in.name,
-				    o->lineno, n, (int)strcspn(s, ",}"), s);
-				PQclear(d);
-				return;
-			}
-		}
-		PQclear(d);
-	}
-	if (st != NULL && strcmp(st, "22003") == 0) {
-		warnx("%s:%lu: order_total: out of range", in.name,
-		    o->lineno);
-		return;
-	}
-	warnx("%s:%lu: %s", in.name, o->lineno, db_message(res, conn));
+	ord_rejected(conn, o, res, msg, sizeof(msg));
+	warnx("%s:%lu: %s", in.name, o->lineno, msg);
 }
 
-/* Print the result line of a committed order. */
+/* Buffer the result line of a committed order: its fields and its line. */
 static void
-print_committed(const struct order *o, const PGresult *place)
+print_committed(const struct ord *o, const PGresult *place)
 {
+	struct ord_result r;
 	struct sbuf *sb = &out.out;
 
-	sb_puts(sb, "{\"id_order\":");
-	sb_puts(sb, PQgetvalue(place, 0, 0));
-	sb_puts(sb, ",\"id_client\":");
-	sb_i64(sb, o->id_client);
-	sb_puts(sb, ",\"order_total\":");
-	sb_puts(sb, PQgetvalue(place, 0, 2));
-	sb_puts(sb, ",\"placement_date\":");
-	sb_puts(sb, PQgetvalue(place, 0, 3));
-	sb_puts(sb, ",\"id_event\":");
-	sb_puts(sb, PQgetvalue(place, 0, 1));
+	ord_result(place, &r);
+	sb_putc(sb, '{');
+	ord_result_json(sb, o, &r);
+	sb_puts(sb, ",\"line\":");
+	sb_u64(sb, o->lineno);
+	note_unwritten(o->lineno);
 	ndj_write(&out, "}", 1);
 }
 
@@ -274,7 +128,7 @@ print_committed(const struct order *o, const PGresult *place)
  * is reported as not committed).
  */
 static int
-run_batch(struct order *batch, size_t *n)
+run_batch(struct ord *batch, size_t *n)
 {
 	PGresult *r[3], *err = NULL, *res;
 	size_t i, done = 0, failed = *n;
@@ -289,7 +143,7 @@ run_batch(struct order *batch, size_t *n)
 		goto lost;
 	sent = 1;
 	for (i = 0; i < *n; i++)
-		if (send_order(&batch[i]) < 0)
+		if (ord_send(conn, path, &batch[i]) < 0)
 			goto lost;
 	if (PQpipelineSync(conn) != 1)
 		goto lost;
@@ -351,7 +205,7 @@ run_batch(struct order *batch, size_t *n)
 	PQclear(err);
 	/* Keep the orders the abort skipped, to send them again. */
 	for (i = failed + 1; i < *n; i++) {
-		struct order tmp = batch[i - failed - 1];
+		struct ord tmp = batch[i - failed - 1];
 
 		batch[i - failed - 1] = batch[i];
 		batch[i] = tmp;
@@ -375,74 +229,251 @@ lost:
 	return EX_UNAVAILABLE;
 }
 
+/*
+ * Wait for input, printing progress lines meanwhile (a read would sleep
+ * through SIGUSR1).  An order is read at once when one is waiting.
+ * Returns nonzero when a stop signal came.
+ */
+static int
+await_input(void)
+{
+	struct pollfd pfd = { STDIN_FILENO, POLLIN, 0 };
+	int rc;
+
+	while (!ndj_more(&in) && !util_stop) {
+		prg_tick(&prg);
+		rc = poll(&pfd, 1, prg_timeout(&prg, -1));
+		if (rc > 0 || (rc < 0 && errno != EINTR))
+			break;
+	}
+	prg_tick(&prg);
+	return util_stop != 0;
+}
+
+/* One order line through the API: 0, or the exit code after reporting. */
+static int
+api_order(struct api *api, struct ord *o)
+{
+	struct api_reply r;
+	struct sbuf body;
+	json_t *j = NULL;
+	const char *p, *q;
+	char key[40], *line;
+	int rc;
+
+	/* The sample's body, rebuilt from the checked order. */
+	sb_init(&body);
+	sb_puts(&body, "{\"id_client\":");
+	sb_i64(&body, o->id_client);
+	sb_puts(&body, ",\"products\":[");
+	for (p = o->pids.buf + 1, q = o->qtys.buf + 1; *p != '}';) {
+		sb_puts(&body, p == o->pids.buf + 1 ? "{\"id_product\":" :
+		    ",{\"id_product\":");
+		sb_put(&body, p, strcspn(p, ",}"));
+		sb_puts(&body, ",\"quantity\":");
+		sb_put(&body, q, strcspn(q, ",}"));
+		sb_putc(&body, '}');
+		p += strcspn(p, ",}");
+		q += strcspn(q, ",}");
+		p += *p == ',';
+		q += *q == ',';
+	}
+	sb_puts(&body, "]}");
+	/* Retries of this order carry one key, its request_id if it has one. */
+	if (o->key[0] == '\0')
+		api_new_key(key, sizeof(key));
+	api_reply_init(&r);
+	rc = api_call(api, "POST", "/orders", body.buf, body.len,
+	    o->key[0] != '\0' ? o->key : key, &r);
+	sb_free(&body);
+	if (rc != 0) {
+		warnx("%s:%lu: %s%s", in.name, o->lineno, r.error,
+		    rc == EX_TEMPFAIL ? ": the order may or may not exist "
+		    "(retry it with a request_id)" : "");
+		goto done;
+	}
+	if (r.status >= 200 && r.status < 300) {
+		j = json_loadb(r.body.buf, r.body.len, 0, NULL);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			j = json_object();
+		}
+		json_object_del(j, "statusCode");
+		json_object_del(j, "body");
+		if (json_object_get(j, "id_client") == NULL)
+			json_object_set_new(j, "id_client",
+			    json_integer(o->id_client));
+		/* As order-place prints it: the key only if the line had one. */
+		if (o->key[0] == '\0')
+			json_object_del(j, "request_id");
+		else if (json_object_get(j, "request_id") == NULL)
+			json_object_set_new(j, "request_id", json_string(o->key));
+		if (r.replayed)
+			json_object_set_new(j, "replayed", json_true());
+		json_object_set_new(j, "line", json_integer((json_int_t)o->lineno));
+		line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		json_decref(j);
+		if (line == NULL) {
+			warnx("%s:%lu: out of memory", in.name, o->lineno);
+			rc = EX_OSERR;
+			goto done;
+		}
+		note_unwritten(o->lineno);
+		ndj_write(&out, line, strlen(line));
+		free(line);
+		goto done;
+	}
+	warnx("%s:%lu: HTTP %ld: %s", in.name, o->lineno, r.status,
+	    api_message(&r));
+	if (r.status == 401 || r.status == 403)
+		rc = EX_NOPERM;
+	else if (r.status >= 400 && r.status < 500)
+		rc = EX_DATAERR;
+	else
+		rc = EX_PROTOCOL;
+done:
+	api_reply_free(&r);
+	return rc;
+}
+
+/* order-place --api: one order at a time, on one kept-alive connection. */
+static int
+run_api(const char *url)
+{
+	struct api *api;
+	struct ord o;
+	json_t *req;
+	int rc, status = 0, bad = 0;
+
+	if ((api = api_open(url, &rc)) == NULL)
+		return rc;
+	if (verbose)
+		warnx("placing orders through the HTTP API");
+	ord_init(&o);
+	while (status == 0 && !util_stop) {
+		if (await_input() != 0)
+			break;
+		rc = ndj_read(&in, &req);
+		if (rc == 0)
+			break;
+		if (rc == -2) {
+			if (!util_stop)
+				status = EX_IOERR;
+			break;
+		}
+		if (rc == 1) {
+			o.lineno = in.lineno;
+			rc = validate(req, &o) == 0 ? 1 : -1;
+			json_decref(req);
+		}
+		if (rc == 1)
+			rc = api_order(api, &o);
+		else
+			rc = EX_DATAERR;
+		if (rc == EX_DATAERR) {
+			bad = 1;
+			rejected++;
+			if (!keep_going)
+				break;
+		} else if (rc != 0)
+			status = rc;
+		/* A result line per order, as soon as it is known. */
+		if ((!ndj_more(&in) || rc != 0) && flush_results() < 0) {
+			status = EX_IOERR;
+			break;
+		}
+	}
+	if (status != EX_IOERR && flush_results() < 0)
+		status = EX_IOERR;
+	ord_free(&o);
+	api_close(api);
+	return status == 0 && bad ? EX_DATAERR : status;
+}
+
 int
 main(int argc, char *argv[])
 {
+	enum { OPT_STATS = 256 };
 	static const struct option longopts[] = {
+		{ "api", required_argument, NULL, 'A' },
 		{ "dbname", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "keep-going", no_argument, NULL, 'k' },
+		{ "stats", required_argument, NULL, OPT_STATS },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct order batch[MAX_BATCH];
-	const char *conninfo = NULL;
-	PGresult *res;
+	struct ord batch[MAX_BATCH];
+	const char *conninfo = NULL, *url = NULL;
+	char msg[512];
 	json_t *req;
 	size_t n = 0, i;
+	int64_t every = 0;
 	int ch, rc, status = 0, bad = 0, eof = 0;
 
 	util_signals();
-	while ((ch = getopt_long(argc, argv, "d:hkV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "d:hkvV", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'A':
+			url = optarg;
+			break;
 		case 'd':
 			conninfo = optarg;
 			break;
 		case 'k':
 			keep_going = 1;
 			break;
+		case OPT_STATS:
+			if (prg_every(optarg, &every) < 0)
+				errx(EX_USAGE, "--stats %s: want seconds from 0.1 "
+				    "to 86400", optarg);
+			break;
+		case 'v':
+			verbose = 1;
+			break;
 		case 'V':
 			util_version();
 			return 0;
 		case 'h':
+			util_help(synopsis, options);
 		default:
-			usage();
+			util_usage(synopsis);
 		}
 	}
-	if (optind != argc)
-		usage();
+	if (optind != argc || (url != NULL && conninfo != NULL))
+		util_usage(synopsis);
 
-	if ((conn = db_connect(conninfo, 0, &rc)) == NULL)
-		return rc;
-	/* Prepared once, the three statements of an order parse no more. */
-	for (i = 0; i < 3; i++) {
-		static const char *const names[] = { "begin", "place",
-		    "commit" };
-		static const char *const sqls[] = { "BEGIN", place_sql,
-		    "COMMIT" };
-
-		res = PQprepare(conn, names[i], sqls[i], i == 1 ? 3 : 0, NULL);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			warnx("database: %s", db_message(res, conn));
-			rc = db_exit_code(res, conn);
-			PQclear(res);
-			PQfinish(conn);
-			return rc == EX_DATAERR ? EX_SOFTWARE : rc;
-		}
-		PQclear(res);
-	}
-
+	prg_init(&prg, every);
+	prg_counter(&prg, "placed", &placed);
+	prg_counter(&prg, "rejected", &rejected);
 	ndj_reader_init(&in, STDIN_FILENO, "stdin");
 	ndj_writer_init(&out, STDOUT_FILENO);
-	for (i = 0; i < MAX_BATCH; i++) {
-		sb_init(&batch[i].pids);
-		sb_init(&batch[i].qtys);
+	if (url != NULL) {
+		status = run_api(url);
+		goto end;
 	}
+	if ((conn = db_connect(conninfo, 0, &rc)) == NULL) {
+		status = rc;
+		goto end;
+	}
+	if ((rc = ord_prepare(conn, &path, msg, sizeof(msg))) != 0) {
+		warnx("%s", msg);
+		status = rc;
+		goto end;
+	}
+	if (verbose)
+		warnx("placing orders through %s", ord_path_name(path));
+
+	for (i = 0; i < MAX_BATCH; i++)
+		ord_init(&batch[i]);
 
 	while (!eof && status == 0 && !util_stop) {
 		/* Fill the batch with what is already waiting on stdin. */
 		while (n < MAX_BATCH && !util_stop) {
 			if (n > 0 && !ndj_more(&in))
+				break;
+			if (n == 0 && await_input() != 0)
 				break;
 			rc = ndj_read(&in, &req);
 			if (rc == 0 || rc == -2) {
@@ -456,11 +487,21 @@ main(int argc, char *argv[])
 				rc = validate(req, &batch[n]) == 0 ? 1 : -1;
 				json_decref(req);
 			}
+			if (rc == 1 && path == ORD_PLAIN &&
+			    batch[n].key[0] != '\0') {
+				warnx("%s:%lu: request_id: this database has no "
+				    "cqrs_place_order() to keep it (install "
+				    "scripts/schema.sql)", in.name, in.lineno);
+				status = EX_CONFIG;
+				eof = 1;
+				break;
+			}
 			if (rc == 1) {
 				n++;
 				continue;
 			}
 			bad = 1;
+			rejected++;
 			if (!keep_going)
 				eof = 1;
 			break;
@@ -470,6 +511,7 @@ main(int argc, char *argv[])
 			rc = run_batch(batch, &n);
 			if (rc == EX_DATAERR) {
 				bad = 1;
+				rejected++;
 				if (!keep_going) {
 					n = 0;
 					eof = 1;
@@ -483,23 +525,21 @@ main(int argc, char *argv[])
 				n = 0;
 			}
 		}
-		if (ndj_flush(&out) < 0)
+		if (flush_results() < 0) {
+			status = EX_IOERR;
 			break;
+		}
 	}
+	for (i = 0; i < MAX_BATCH; i++)
+		ord_free(&batch[i]);
 
-	if (ndj_flush(&out) < 0 && out.err != EPIPE) {
-		errno = out.err;
-		warn("stdout");
+end:
+	if (status != EX_IOERR && flush_results() < 0)
 		status = EX_IOERR;
-	}
-	for (i = 0; i < MAX_BATCH; i++) {
-		sb_free(&batch[i].pids);
-		sb_free(&batch[i].qtys);
-	}
 	ndj_writer_free(&out);
 	ndj_reader_free(&in);
 	PQfinish(conn);
 	if (status == 0 && bad)
 		status = EX_DATAERR;
-	return status;
+	return util_exit(status);
 }

@@ -12,7 +12,7 @@
 static const char *
 one_line(const char *msg)
 {
-	static char buf[1024];
+	static _Thread_local char buf[1024];	/* cqrs-httpd's threads */
 	char *p;
 
 	snprintf(buf, sizeof(buf), "%s", msg ? msg : "unknown error");
@@ -23,8 +23,46 @@ one_line(const char *msg)
 }
 
 /*
- * Connect with conninfo (a key=value string or a URI; NULL or "" means
- * libpq's environment: PGHOST, PGDATABASE, PGSERVICE, .pgpass and so on).
+ * Whether s is a plain database name rather than a connection string: no
+ * "=" and not a postgres:// or postgresql:// URI.
+ */
+int
+db_is_bare_name(const char *s)
+{
+	return strchr(s, '=') == NULL && strncmp(s, "postgres://", 11) != 0 &&
+	    strncmp(s, "postgresql://", 13) != 0;
+}
+
+/*
+ * libpq's message on one line, with every quoted word replaced by "...":
+ * the words of a connection string can be secrets.
+ */
+const char *
+db_redact_quoted(const char *msg)
+{
+	static _Thread_local char buf[512];
+	size_t i = 0;
+	int in = 0;
+
+	for (; *msg != '\0' && i + 6 < sizeof(buf); msg++) {
+		if (*msg == '"') {
+			if (!in) {
+				memcpy(buf + i, "\"...\"", 5);
+				i += 5;
+			}
+			in = !in;
+		} else if (!in)
+			buf[i++] = *msg == '\n' ? ' ' : *msg;
+	}
+	while (i > 0 && buf[i - 1] == ' ')
+		i--;
+	buf[i] = '\0';
+	return buf;
+}
+
+/*
+ * Connect with conninfo (a key=value string, a URI or a bare database
+ * name; NULL or "" means libpq's environment: PGHOST, PGDATABASE, PGSERVICE, .pgpass and so on).
  * With replication set, a logical replication connection.  Returns the
  * connection, or NULL after reporting libpq's reason with *ex set: 78 for
  * a malformed conninfo or a database that does not exist, 77 for refused
@@ -35,30 +73,30 @@ db_connect(const char *conninfo, int replication, int *ex)
 {
 	extern char *program_invocation_short_name;
 	const char *keys[5], *vals[5];
-	PQconninfoOption *opts;
+	PQconninfoOption *opts = NULL;
 	PGconn *conn;
 	char *perr = NULL;
 	const char *msg;
 	int n = 0;
 
 	if (conninfo != NULL && *conninfo != '\0') {
-		if ((opts = PQconninfoParse(conninfo, &perr)) == NULL) {
-			/*
-			 * libpq quotes the string, and a URI may hide the word
-			 * password behind %-escapes: keep every secret out.
-			 */
-			warnx("connection string: %s",
-			    strstr(conninfo, "password") != NULL ||
-			    strchr(conninfo, '@') != NULL ||
-			    strchr(conninfo, '%') != NULL ||
-			    strncmp(conninfo, "postgres", 8) == 0 ? "malformed "
-			    "(see \"Connection Strings\" in libpq's manual)" :
-			    one_line(perr ? perr : "out of memory"));
+		/*
+		 * A bare name is a database name, as psql takes it; anything
+		 * else must parse.  libpq quotes the words of a malformed
+		 * string in its message, and a word may be a password: only
+		 * the message's shape is kept.
+		 */
+		if (!db_is_bare_name(conninfo) &&
+		    (opts = PQconninfoParse(conninfo, &perr)) == NULL) {
+			warnx("connection string: malformed: %s (see "
+			    "\"Connection Strings\" in libpq's manual)",
+			    db_redact_quoted(perr ? perr : "out of memory"));
 			PQfreemem(perr);
 			*ex = EX_CONFIG;
 			return NULL;
 		}
-		PQconninfoFree(opts);
+		if (!db_is_bare_name(conninfo))
+			PQconninfoFree(opts);
 		keys[n] = "dbname";
 		vals[n++] = conninfo;
 	}

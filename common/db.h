@@ -5,6 +5,8 @@
 #include <libpq-fe.h>
 
 PGconn	*db_connect(const char *, int, int *);
+int	 db_is_bare_name(const char *);
+const char *db_redact_quoted(const char *);
 int	 db_exit_code(const PGresult *, const PGconn *);
 const char *db_message(const PGresult *, const PGconn *);
 

@@ -2,6 +2,7 @@
 #include <err.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,12 +234,42 @@ fill(struct ndj_reader *r)
 	}
 }
 
+/* A bad line: keep the reason, and report it unless the reader is quiet. */
+static void
+bad_line(struct ndj_reader *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+bad_line(struct ndj_reader *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	if (!r->quiet)
+		warnx("%s:%lu: %s", r->name, r->lineno, r->err);
+}
+
+/* Keep up to NDJ_CAPTURE_MAX bytes of an over-long line, if asked to. */
+static void
+capture(struct ndj_reader *r, const char *s, size_t n)
+{
+	if (r->capture == NULL)
+		return;
+	if (r->capture->len + n > NDJ_CAPTURE_MAX)
+		n = NDJ_CAPTURE_MAX - r->capture->len;
+	sb_put(r->capture, s, n);
+}
+
 /*
- * Next line, without its newline and NUL-terminated in place.  Returns 1
- * with *line and *len set, 0 at end of input, -1 for a line that is too
- * long (reported; the rest of it is skipped), -2 on a read error
- * (reported) or an interrupting signal (util_stop set, nothing reported).
- * A last line without a newline is still a line.
+ * Next line, without its newline (nor a carriage return before it) and
+ * NUL-terminated in place.  A UTF-8 byte order mark at the very start of
+ * input is skipped.  Returns 1 with *line and *len set, 0 at end of
+ * input, -1 for a line that is too long (reported once read through; the
+ * reader's capture buffer, if set, holds its first NDJ_CAPTURE_MAX bytes),
+ * -2 on a read error (reported) or an interrupting signal (util_stop set,
+ * nothing reported).  A last line without a newline is still a line.
  */
 int
 ndj_getline(struct ndj_reader *r, char **line, size_t *len)
@@ -247,20 +278,34 @@ ndj_getline(struct ndj_reader *r, char **line, size_t *len)
 	int rc;
 
 	for (;;) {
+		if (r->lineno == 0 && r->start == 0 && !r->skipping &&
+		    r->end >= 3 && memcmp(r->buf, "\xef\xbb\xbf", 3) == 0)
+			r->start = 3;
 		nl = memchr(r->buf + r->start, '\n', r->end - r->start);
 		if (r->skipping) {
-			if (nl != NULL) {
-				r->start = (size_t)(nl - r->buf) + 1;
+			if (nl != NULL || r->eof) {
+				if (nl == NULL)
+					nl = r->buf + r->end;
+				capture(r, r->buf + r->start,
+				    (size_t)(nl - (r->buf + r->start)));
+				r->start = nl < r->buf + r->end ?
+				    (size_t)(nl - r->buf) + 1 : r->end;
 				r->skipping = 0;
-				continue;
+				bad_line(r, "line longer than %d bytes",
+				    NDJ_LINE_MAX);
+				return -1;
 			}
+			capture(r, r->buf + r->start, r->end - r->start);
 			r->start = r->end;
 		} else if (nl != NULL && (size_t)(nl - (r->buf + r->start)) >
 		    NDJ_LINE_MAX) {
 			r->lineno++;
+			if (r->capture != NULL)
+				r->capture->len = 0;
+			capture(r, r->buf + r->start,
+			    (size_t)(nl - (r->buf + r->start)));
 			r->start = (size_t)(nl - r->buf) + 1;
-			warnx("%s:%lu: line longer than %d bytes", r->name,
-			    r->lineno, NDJ_LINE_MAX);
+			bad_line(r, "line longer than %d bytes", NDJ_LINE_MAX);
 			return -1;
 		} else if (nl != NULL) {
 			r->lineno++;
@@ -268,13 +313,16 @@ ndj_getline(struct ndj_reader *r, char **line, size_t *len)
 			*len = (size_t)(nl - *line);
 			*nl = '\0';
 			r->start += *len + 1;
+			if (*len > 0 && (*line)[*len - 1] == '\r')
+				(*line)[--*len] = '\0';
 			return 1;
 		} else if (r->end - r->start > NDJ_LINE_MAX) {
+			/* Read it through to its end before saying so. */
 			r->lineno++;
 			r->skipping = 1;
-			warnx("%s:%lu: line longer than %d bytes", r->name,
-			    r->lineno, NDJ_LINE_MAX);
-			return -1;
+			if (r->capture != NULL)
+				r->capture->len = 0;
+			continue;
 		} else if (r->eof) {
 			if (r->end == r->start)
 				return 0;
@@ -283,6 +331,8 @@ ndj_getline(struct ndj_reader *r, char **line, size_t *len)
 			*len = r->end - r->start;
 			r->buf[r->end] = '\0';
 			r->start = r->end;
+			if (*len > 0 && (*line)[*len - 1] == '\r')
+				(*line)[--*len] = '\0';
 			return 1;
 		}
 		if (r->eof)
@@ -295,53 +345,97 @@ ndj_getline(struct ndj_reader *r, char **line, size_t *len)
 	}
 }
 
+/* Whether a line holds only blanks (spaces, tabs, a carriage return). */
+int
+ndj_blank(const char *line, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && strchr(" \t\r", line[i]) != NULL; i++)
+		;
+	return i == len;
+}
+
 /*
- * Next line as a JSON object: 1 with *obj set (the caller owns it), 0 at
- * end of input, -1 for a bad line (reported with its number: blank, NUL
- * byte, invalid UTF-8, not JSON, duplicate keys, not an object, too long),
- * -2 on a read error or signal.
+ * Next line that is not blank (blank lines are skipped, as jq does),
+ * checked for NUL bytes and invalid UTF-8: 1 with *line, *len and
+ * r->line, r->len set; 0 at end of input; -1 for a bad line (reported
+ * with its number unless the reader is quiet; r->err says why); -2 on a
+ * read error or signal.
  */
 int
-ndj_read(struct ndj_reader *r, json_t **obj)
+ndj_next(struct ndj_reader *r, char **line, size_t *len)
 {
-	json_error_t jerr;
-	char *line;
-	size_t len, i;
 	long bad;
 	int rc;
 
-	*obj = NULL;
-	if ((rc = ndj_getline(r, &line, &len)) != 1)
-		return rc;
-	for (i = 0; i < len && strchr(" \t\r", line[i]) != NULL; i++)
-		;
-	if (i == len) {
-		warnx("%s:%lu: blank line", r->name, r->lineno);
+	r->line = NULL;
+	r->len = 0;
+	do {
+		if ((rc = ndj_getline(r, line, len)) == -1 &&
+		    r->capture != NULL) {
+			r->line = r->capture->buf;
+			r->len = r->capture->len;
+		}
+		if (rc != 1)
+			return rc;
+	} while (ndj_blank(*line, *len));
+	r->line = *line;
+	r->len = *len;
+	if (memchr(*line, '\0', *len) != NULL) {
+		bad_line(r, "NUL byte at column %zu",
+		    (size_t)((char *)memchr(*line, '\0', *len) - *line) + 1);
 		return -1;
 	}
-	if (memchr(line, '\0', len) != NULL) {
-		warnx("%s:%lu: NUL byte at column %zu", r->name, r->lineno,
-		    (size_t)((char *)memchr(line, '\0', len) - line) + 1);
+	if ((bad = ndj_utf8_check(*line, *len)) >= 0) {
+		bad_line(r, "invalid UTF-8 at column %ld", bad + 1);
 		return -1;
 	}
-	if ((bad = ndj_utf8_check(line, len)) >= 0) {
-		warnx("%s:%lu: invalid UTF-8 at column %ld", r->name,
-		    r->lineno, bad + 1);
-		return -1;
-	}
-	*obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	return 1;
+}
+
+/*
+ * Parse the line ndj_next() returned as a JSON object with jansson: 1
+ * with *obj set (the caller owns it), or -1 for invalid JSON, a duplicate
+ * key or a value that is not an object (reported, r->err says why).
+ */
+int
+ndj_parse(struct ndj_reader *r, json_t **obj)
+{
+	json_error_t jerr;
+
+	*obj = json_loadb(r->line, r->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (*obj == NULL) {
-		warnx("%s:%lu: %s (column %d)", r->name, r->lineno, jerr.text,
-		    jerr.column);
+		bad_line(r, "%s (column %d)", jerr.text, jerr.column);
 		return -1;
 	}
 	if (!json_is_object(*obj)) {
-		warnx("%s:%lu: not a JSON object", r->name, r->lineno);
+		bad_line(r, "not a JSON object");
 		json_decref(*obj);
 		*obj = NULL;
 		return -1;
 	}
 	return 1;
+}
+
+/*
+ * Next line as a JSON object: 1 with *obj set (the caller owns it) and
+ * r->line, r->len the line as read; 0 at end of input; -1 for a bad line
+ * (reported with its number: NUL byte, invalid UTF-8, not JSON, duplicate
+ * keys, not an object, too long; r->err says why); -2 on a read error or
+ * signal.
+ */
+int
+ndj_read(struct ndj_reader *r, json_t **obj)
+{
+	char *line;
+	size_t len;
+	int rc;
+
+	*obj = NULL;
+	if ((rc = ndj_next(r, &line, &len)) != 1)
+		return rc;
+	return ndj_parse(r, obj);
 }
 
 /*

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #define NDJ_LINE_MAX	(1024 * 1024)	/* longest accepted input line, bytes */
+#define NDJ_CAPTURE_MAX	(64 * 1024 * 1024) /* kept of a longer one */
 
 /* A growable byte buffer, always NUL-terminated. */
 struct sbuf {
@@ -39,12 +40,20 @@ struct ndj_reader {
 	size_t		 end;		/* one past the last byte read */
 	int		 eof;
 	int		 skipping;	/* inside an over-long line */
+	int		 quiet;		/* keep bad-line messages in err only */
+	struct sbuf	*capture;	/* if set, keeps an over-long line */
+	const char	*line;		/* the line ndj_read last returned */
+	size_t		 len;
+	char		 err[160];	/* why the last line was bad */
 };
 
 void	ndj_reader_init(struct ndj_reader *, int, const char *);
 void	ndj_reader_free(struct ndj_reader *);
 int	ndj_getline(struct ndj_reader *, char **, size_t *);
+int	ndj_next(struct ndj_reader *, char **, size_t *);
+int	ndj_parse(struct ndj_reader *, json_t **);
 int	ndj_read(struct ndj_reader *, json_t **);
+int	ndj_blank(const char *, size_t);
 int	ndj_more(struct ndj_reader *);
 
 struct ndj_writer {

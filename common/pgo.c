@@ -1,4 +1,4 @@
-/* pgo: decoding pgoutput (logical replication protocol 1) messages into event lines. */
+/* pgo: the replication stream's framing, and pgoutput (logical replication protocol 1) messages decoded into event lines. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,11 +92,25 @@ getstr(struct cursor *c)
 	return (const char *)s;
 }
 
+/*
+ * src: the stream's identity, written in every event line as __src (NULL
+ * or "": none).
+ */
 void
-pgo_init(struct pgo *p)
+pgo_init(struct pgo *p, const char *src)
 {
+	struct sbuf sb;
+
 	memset(p, 0, sizeof(*p));
 	sb_init(&p->line);
+	sb_init(&sb);
+	if (src != NULL && *src != '\0') {
+		sb_puts(&sb, "\"__src\":");
+		sb_json_str(&sb, src, strlen(src));
+		sb_putc(&sb, ',');
+	}
+	p->src_field = xstrdup(sb.buf);
+	sb_free(&sb);
 }
 
 static void
@@ -119,6 +133,8 @@ pgo_free(struct pgo *p)
 		free_rel(&p->rels[i]);
 	free(p->rels);
 	sb_free(&p->line);
+	free(p->src_field);
+	p->src_field = NULL;
 	p->rels = NULL;
 	p->nrels = 0;
 }
@@ -158,7 +174,9 @@ on_relation(struct pgo *p, struct cursor *c)
 	sb_puts(&full, name);
 	sb_puts(&sb, "\"__table\":");
 	sb_json_str(&sb, full.buf, full.len);
-	sb_puts(&sb, ",\"__op\":\"c\",\"__lsn\":");
+	sb_puts(&sb, ",\"__op\":\"c\",");
+	sb_puts(&sb, p->src_field);
+	sb_puts(&sb, "\"__lsn\":");
 	sb_free(&full);
 	r.meta = xstrdup(sb.buf);
 	r.cols = xmalloc(sizeof(*r.cols) * (r.ncols ? r.ncols : 1));
@@ -208,8 +226,13 @@ json_number(const char *s, uint32_t len)
 	return s[len - 1] >= '0' && s[len - 1] <= '9';
 }
 
-static void
-put_value(struct sbuf *sb, uint32_t type, const char *v, uint32_t len)
+/*
+ * Append a column's value, in the text form PostgreSQL sends it, typed by
+ * the column's type: numbers as JSON numbers, booleans, json and jsonb
+ * embedded, anything else a string.
+ */
+void
+pgo_value(struct sbuf *sb, uint32_t type, const char *v, uint32_t len)
 {
 	switch (type) {
 	case OID_BOOL:
@@ -304,7 +327,7 @@ on_insert(struct pgo *p, struct cursor *c)
 			len = get32(c);
 			if (c->bad || (uint32_t)(c->end - c->p) < len)
 				return -1;
-			put_value(line, r->cols[i].type, (const char *)c->p,
+			pgo_value(line, r->cols[i].type, (const char *)c->p,
 			    len);
 			c->p += len;
 		} else if (kind == 'n' || kind == 'u')
@@ -322,7 +345,9 @@ on_insert(struct pgo *p, struct cursor *c)
 	sb_puts(line, ",\"__xid\":");
 	sb_u64(line, p->xid);
 	sb_puts(line, ",\"__ts_ms\":");
-	sb_i64(line, p->ts_ms);
+	sb_i64(line, p->ts_us / 1000);
+	sb_puts(line, ",\"__ts_us\":");
+	sb_i64(line, p->ts_us);
 	sb_putc(line, '}');
 	return PGO_ROW;
 }
@@ -352,7 +377,7 @@ pgo_decode(struct pgo *p, const unsigned char *msg, size_t len)
 			return -1;
 		}
 		p->lsn = get64(&c);
-		p->ts_ms = (int64_t)get64(&c) / 1000 + PGO_EPOCH_MS;
+		p->ts_us = (int64_t)get64(&c) + PGO_EPOCH_MS * 1000;
 		p->xid = get32(&c);
 		p->seq = 0;
 		p->open = !c.bad;
@@ -400,4 +425,66 @@ pgo_decode(struct pgo *p, const unsigned char *msg, size_t len)
 		return -1;
 	}
 	return rc;
+}
+
+static uint64_t
+be64(const unsigned char *b)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+static void
+put_be64(unsigned char *b, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		b[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+/*
+ * Split one CopyData message of the streaming replication protocol: 'w'
+ * XLogData (its WAL end, and the pgoutput message as payload) or 'k' a
+ * primary keepalive (its WAL end, and whether a reply is wanted).
+ * Returns the type, or -1 for a message too short or of another type.
+ */
+int
+pgo_frame(const unsigned char *m, size_t n, struct pgo_frame *f)
+{
+	memset(f, 0, sizeof(*f));
+	if (n >= 25 && m[0] == 'w') {
+		f->wal_end = be64(m + 9);
+		f->payload = m + 25;
+		f->len = n - 25;
+		return 'w';
+	}
+	if (n >= 18 && m[0] == 'k') {
+		f->wal_end = be64(m + 1);
+		f->reply = m[17] != 0;
+		return 'k';
+	}
+	return -1;
+}
+
+/*
+ * A standby status update, 34 bytes: written, flushed and applied all at
+ * pos (0 confirms nothing), the time now_ms (Unix milliseconds), and
+ * whether the server should answer at once.
+ */
+void
+pgo_status(unsigned char *b, uint64_t pos, int64_t now_ms, int reply)
+{
+	b[0] = 'r';
+	put_be64(b + 1, pos);
+	put_be64(b + 9, pos);
+	put_be64(b + 17, pos);
+	put_be64(b + 25, (uint64_t)((now_ms - PGO_EPOCH_MS) * 1000));
+	b[33] = (unsigned char)reply;
 }

@@ -1,5 +1,6 @@
 /* rds: Redis connections through hiredis, from REDIS_URL or a flag. */
 #include <err.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ unescape(char *s)
  * The password is kept out of every message.  0 or -1 (reported).
  */
 static int
-parse_url(char *url, struct rds_url *u)
+parse_url(char *url, struct rds_url *u, const char *from)
 {
 	char *p, *at, *slash, *colon, *end;
 
@@ -72,24 +73,30 @@ parse_url(char *url, struct rds_url *u)
 		if ((p = strchr(u->path, '?')) != NULL) {
 			*p++ = '\0';
 			if (strncmp(p, "db=", 3) != 0) {
-				warnx("REDIS_URL: unix:// takes only ?db=N");
+				warnx("%s: unix:// takes only ?db=N", from);
 				return -1;
 			}
 			u->db = strtol(p + 3, &end, 10);
 			if (*end != '\0' || u->db < 0) {
-				warnx("REDIS_URL: bad database number");
+				warnx("%s: bad database number", from);
 				return -1;
 			}
 		}
-		if (*u->path == '\0') {
-			warnx("REDIS_URL: unix:// needs a socket path");
+		/*
+		 * Not quoted: without "@/" a password would be taken for
+		 * the path.
+		 */
+		if (*u->path != '/') {
+			warnx("%s: unix:// needs an absolute socket path, as in "
+			    "unix:///run/redis.sock or unix://:password@/run/"
+			    "redis.sock", from);
 			return -1;
 		}
 		return 0;
 	}
 	if (strncmp(url, "redis://", 8) != 0) {
-		warnx("REDIS_URL: want redis://[:password@]host[:port][/db]"
-		    " or unix:///path (rediss:// is not supported)");
+		warnx("%s: want redis://[:password@]host[:port][/db]"
+		    " or unix:///path (rediss:// is not supported)", from);
 		return -1;
 	}
 	p = url + 8;
@@ -111,7 +118,7 @@ parse_url(char *url, struct rds_url *u)
 		if (slash[1] != '\0') {
 			u->db = strtol(slash + 1, &end, 10);
 			if (*end != '\0' || u->db < 0) {
-				warnx("REDIS_URL: bad database number");
+				warnx("%s: bad database number", from);
 				return -1;
 			}
 		}
@@ -119,7 +126,7 @@ parse_url(char *url, struct rds_url *u)
 	if (*p == '[') {		/* [::1]:6379 */
 		u->host = p + 1;
 		if ((end = strchr(p, ']')) == NULL) {
-			warnx("REDIS_URL: unclosed [");
+			warnx("%s: unclosed [", from);
 			return -1;
 		}
 		*end = '\0';
@@ -132,7 +139,7 @@ parse_url(char *url, struct rds_url *u)
 		*colon = '\0';
 		u->port = (int)strtol(colon + 1, &end, 10);
 		if (*end != '\0' || u->port <= 0 || u->port > 65535) {
-			warnx("REDIS_URL: bad port");
+			warnx("%s: bad port", from);
 			return -1;
 		}
 	}
@@ -186,12 +193,18 @@ rds_connect(const char *url, const char *pass_file, int *ex)
 	redisReply *r;
 	char *copy, pass[512];
 
-	if (url == NULL || *url == '\0')
+	const char *from = "-r";
+
+	if (url == NULL || *url == '\0') {
 		url = getenv("REDIS_URL");
-	if (url == NULL || *url == '\0')
+		from = "REDIS_URL";
+	}
+	if (url == NULL || *url == '\0') {
 		url = RDS_DEFAULT_URL;
+		from = "the default Redis URL";
+	}
 	copy = xstrdup(url);
-	if (parse_url(copy, &u) < 0) {
+	if (parse_url(copy, &u, from) < 0) {
 		free(copy);
 		*ex = EX_CONFIG;
 		return NULL;
@@ -275,4 +288,32 @@ rds_exit_code(const redisContext *c, const redisReply *r)
 			return EX_TEMPFAIL;
 	}
 	return EX_SOFTWARE;
+}
+
+/*
+ * One command, formatted as for redisCommand(); the reply in *rp (when
+ * rp is not NULL), or 0.  An error reply or a lost connection is reported
+ * and its exit code returned.
+ */
+int
+rds_command(redisContext *c, redisReply **rp, const char *fmt, ...)
+{
+	redisReply *r;
+	va_list ap;
+	int ex;
+
+	va_start(ap, fmt);
+	r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		warnx("redis: %s", r ? r->str : c->errstr);
+		ex = rds_exit_code(c, r);
+		freeReplyObject(r);
+		return ex;
+	}
+	if (rp != NULL)
+		*rp = r;
+	else
+		freeReplyObject(r);
+	return 0;
 }

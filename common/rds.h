@@ -8,5 +8,6 @@
 
 redisContext	*rds_connect(const char *, const char *, int *);
 int		 rds_exit_code(const redisContext *, const redisReply *);
+int		 rds_command(redisContext *, redisReply **, const char *, ...);
 
 #endif

@@ -1,14 +1,17 @@
-/* util: version, allocation that cannot fail, signals, shared by every command. */
+/* util: version, help, allocation that cannot fail, signals, shared by every command. */
 #include <err.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
 volatile sig_atomic_t util_stop;
+volatile sig_atomic_t util_progress;
 
 static void
 on_stop(int sig)
@@ -16,10 +19,18 @@ on_stop(int sig)
 	util_stop = sig;
 }
 
+static void
+on_progress(int sig)
+{
+	(void)sig;
+	util_progress = 1;
+}
+
 /*
- * Ignore SIGPIPE (write errors are checked instead) and let SIGINT and
- * SIGTERM set util_stop.  No SA_RESTART: a blocking read returns EINTR so
- * that the loop sees the flag.
+ * Ignore SIGPIPE (write errors are checked instead), let SIGINT and
+ * SIGTERM set util_stop and SIGUSR1 util_progress.  No SA_RESTART for the
+ * first two: a blocking read or write returns EINTR so that the loop sees
+ * the flag.  SIGUSR1 restarts, so that it never disturbs the work.
  */
 void
 util_signals(void)
@@ -27,12 +38,52 @@ util_signals(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
 	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_progress;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+/*
+ * The end of main(): after a SIGINT, die by it, so that the shell and a
+ * "set -e" script see the interrupt (status 130); otherwise return status.
+ */
+int
+util_exit(int status)
+{
+	struct sigaction sa;
+
+	if (util_stop != SIGINT)
+		return status;
+	fflush(NULL);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	raise(SIGINT);
+	return status;		/* SIGINT was blocked or ignored by our parent */
+}
+
+/* A usage error: the synopsis on standard error, exit 64. */
+void
+util_usage(const char *synopsis)
+{
+	fputs(synopsis, stderr);
+	exit(EX_USAGE);
+}
+
+/* -h: the synopsis and one line per option on standard output, exit 0. */
+void
+util_help(const char *synopsis, const char *options)
+{
+	if (printf("%s\n%s", synopsis, options) < 0 || fflush(stdout) != 0)
+		err(EX_IOERR, "stdout");
+	exit(0);
 }
 
 void
@@ -44,6 +95,24 @@ util_version(void)
 	    CQRS_VERSION);
 }
 
+int64_t
+util_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void *
 xmalloc(size_t n)
 {
@@ -51,6 +120,16 @@ xmalloc(size_t n)
 
 	if ((p = malloc(n ? n : 1)) == NULL)
 		err(EX_OSERR, "malloc");
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p;
+
+	if ((p = calloc(n ? n : 1, size ? size : 1)) == NULL)
+		err(EX_OSERR, "calloc");
 	return p;
 }
 

@@ -1,19 +1,28 @@
-/* util: version, allocation that cannot fail, signals, shared by every command. */
+/* util: version, help, allocation that cannot fail, signals, shared by every command. */
 #ifndef CQRS_UTIL_H
 #define CQRS_UTIL_H
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sysexits.h>
 
-#define CQRS_VERSION "0.1.0"
+#define CQRS_VERSION "0.2.0"
 
-/* Set by the SIGINT/SIGTERM handler that util_signals() installs. */
+/* The SIGINT or SIGTERM that asked the command to stop, or 0. */
 extern volatile sig_atomic_t util_stop;
+/* Set by SIGUSR1: print a line of progress, then clear it. */
+extern volatile sig_atomic_t util_progress;
 
 void	 util_signals(void);
+int	 util_exit(int);
+void	 util_usage(const char *) __attribute__((noreturn));
+void	 util_help(const char *, const char *) __attribute__((noreturn));
 void	 util_version(void);
+int64_t	 util_mono_ms(void);
+int64_t	 util_real_ms(void);
 void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);
 char	*xstrdup(const char *);
 

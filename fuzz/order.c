@@ -1,24 +1,31 @@
-/* fuzz/order: the NDJSON reader and order-place's validation, on arbitrary input. */
-#define main order_place_main
-#include "../cmd/order-place.c"
-#undef main
-
+/* fuzz/order: the NDJSON reader and the order checks (common/ord.c) that order-place and cqrs-httpd share, on arbitrary input. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
+
+#include <jansson.h>
+
+#include "ndj.h"
+#include "ord.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct order o;
+	static struct ndj_reader in;
+	static struct ord o;
 	static int ready;
+	char err[256];
 	json_t *req;
 	int fd, rc;
 
 	if (!ready) {
-		sb_init(&o.pids);
-		sb_init(&o.qtys);
+		ord_init(&o);
 		ndj_reader_init(&in, -1, "fuzz");
+		in.quiet = 1;
 		ready = 1;
 	}
 	if ((fd = memfd_create("order", 0)) < 0)
@@ -34,7 +41,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while ((rc = ndj_read(&in, &req)) != 0 && rc != -2) {
 		if (rc == 1) {
 			o.lineno = in.lineno;
-			validate(req, &o);
+			ord_check(req, &o, err, sizeof(err));
 			json_decref(req);
 		}
 	}

@@ -15,9 +15,9 @@ teardown_file() {
 setup() {
 	reset_state
 	SOCK=$CQRS_STACK_DIR/redis/redis.sock
-	BOB='{"name":"Bob","email":"bob@anemailprovider.com","total":3000.0,"last_purchase":1707484820}'
-	ALICE='{"name":"Alice","email":"alice@anemailprovider.com","total":12.5,"last_purchase":1707484900}'
-	JOHN='{"name":"John","email":"john@anemailprovider.com","total":0.25,"last_purchase":1707485000}'
+	BOB='{"name":"Bob","email":"bob@anemailprovider.com","total":3000.0,"last_purchase":1707484820,"id_client":1}'
+	ALICE='{"name":"Alice","email":"alice@anemailprovider.com","total":12.5,"last_purchase":1707484900,"id_client":2}'
+	JOHN='{"name":"John","email":"john@anemailprovider.com","total":0.25,"last_purchase":1707485000,"id_client":3}'
 	put 1 Bob bob@anemailprovider.com 300000 1707484820
 	put 2 Alice alice@anemailprovider.com 1250 1707484900
 	put 3 John john@anemailprovider.com 25 1707485000
@@ -44,7 +44,7 @@ put() {
 	for t in 1250:12.5 25:0.25 0:0.0 5:0.05 100:1.0 123456789012:1234567890.12 300000:3000.0 99:0.99; do
 		put 7 N e "${t%%:*}" 1
 		run -0 --separate-stderr client-get 7
-		[ "$output" = "{\"name\":\"N\",\"email\":\"e\",\"total\":${t#*:},\"last_purchase\":1}" ] ||
+		[ "$output" = "{\"name\":\"N\",\"email\":\"e\",\"total\":${t#*:},\"last_purchase\":1,\"id_client\":7}" ] ||
 			{ echo "total ${t%%:*}: $output" >&2; return 1; }
 	done
 }
@@ -113,20 +113,72 @@ $ALICE" ]
 		[ "$output" = "$BOB
 $ALICE" ] || { echo "id '$bad': $output" >&2; return 1; }
 		[ "${#stderr_lines[@]}" -eq 1 ]
-		[[ $stderr == "client-get: $bad: "* ]] || { echo "id '$bad': $stderr" >&2; return 1; }
+		[ "$stderr" = "client-get: bad client id \"$bad\" (want a positive integer)" ] || { echo "id '$bad': $stderr" >&2; return 1; }
 	done
 }
 
-@test "malformed ids on stdin: exit 65 naming stdin:LINE, the valid ones printed" {
-	run -65 --separate-stderr client-get < <(printf '1\n\nx\n2\n0\n3\r\n01\n')
+@test "malformed ids on stdin: exit 65 naming stdin:LINE and the value, the valid ones printed; blank lines skipped, CRLF accepted" {
+	run -65 --separate-stderr client-get < <(printf '1\n\nx\n2\n0\n3\r\n01\n \t\n"1"\n')
 	[ "$output" = "$BOB
-$ALICE" ]
-	[ "${#stderr_lines[@]}" -eq 5 ]
-	[[ ${stderr_lines[0]} == "client-get: stdin:2: "* ]]
-	[[ ${stderr_lines[1]} == "client-get: stdin:3: "* ]]
-	[[ ${stderr_lines[2]} == "client-get: stdin:5: "* ]]
-	[[ ${stderr_lines[3]} == "client-get: stdin:6: "* ]]
-	[[ ${stderr_lines[4]} == "client-get: stdin:7: "* ]]
+$ALICE
+$JOHN" ]
+	[ "${#stderr_lines[@]}" -eq 4 ]
+	[ "${stderr_lines[0]}" = 'client-get: stdin:3: bad client id "x" (want a positive integer)' ]
+	[ "${stderr_lines[1]}" = 'client-get: stdin:5: bad client id "0" (want a positive integer)' ]
+	[ "${stderr_lines[2]}" = 'client-get: stdin:7: bad client id "01" (want a positive integer)' ]
+	[ "${stderr_lines[3]}" = 'client-get: stdin:9: bad client id "\"1\"" (want a positive integer)' ]
+	# A long value is cut; control characters are escaped.
+	run -65 --separate-stderr client-get -- "$(printf 'x%.0s' $(seq 100))" $'a\tb'
+	[ "${stderr_lines[0]}" = "client-get: bad client id \"$(printf 'x%.0s' $(seq 64))\"... (want a positive integer)" ]
+	[ "${stderr_lines[1]}" = 'client-get: bad client id "a\tb" (want a positive integer)' ]
+}
+
+@test "--all: every client of the read model, by id, other keys left out" {
+	put 12 Zed zed@example.com 100 1700000000
+	put 100 Cent c@example.com 1 1
+	rcli set client:1:seen x >/dev/null
+	rcli set clients x >/dev/null
+	rcli hset client:007 name X email x total 1 last_purchase 1 >/dev/null
+	run -0 --separate-stderr client-get --all
+	[ "$(jq -c .id_client <<<"$output" | paste -sd' ')" = "1 2 3 12 100" ] || { echo "$output $stderr" >&2; return 1; }
+	[ "${lines[0]}" = "$BOB" ]
+	[ -z "$stderr" ]
+	# Many clients: more than one SCAN step and one pipelined batch.
+	for i in $(seq 1000 1599); do echo "HSET client:$i name n$i email e total $i last_purchase $i"; done | rcli >/dev/null
+	run -0 --separate-stderr client-get --all
+	[ "${#lines[@]}" -eq 605 ]
+	[ "$(jq -r .id_client <<<"$output" | sort -n | paste -sd' ')" = "$(jq -r .id_client <<<"$output" | paste -sd' ')" ]
+	# An empty read model: nothing, exit 0.
+	rcli flushall >/dev/null
+	run -0 --separate-stderr client-get --all
+	[ -z "$output" ]
+	# Not with ids.
+	run -64 --separate-stderr client-get --all 1
+}
+
+@test "--all: an incomplete read model is 65, the others printed" {
+	rcli HSET client:4 name Eve >/dev/null
+	run -65 --separate-stderr client-get --all
+	[ "$output" = "$BOB
+$ALICE
+$JOHN" ]
+	[ "$stderr" = "client-get: client 4: incomplete read model (field email missing)" ]
+}
+
+@test "SIGINT while reading ids: client-get dies by the signal (130)" {
+	cd "$BATS_TEST_TMPDIR"
+	mkfifo in
+	client-get <in >out 2>err 3>&- &
+	pid=$!
+	exec 4>in
+	echo 1 >&4
+	for i in $(seq 100); do [ -s out ] && break; sleep 0.1; done
+	[ "$(cat out)" = "$BOB" ]
+	kill -INT "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	exec 4>&-
+	[ "$rc" -eq 130 ]
 }
 
 @test "a bad id and an unknown one: the bad data wins, exit 65" {
@@ -168,7 +220,7 @@ $ALICE" ]
 @test "REDIS_URL with a database number" {
 	put 8 Dee dee@example.com 4200 1700000000 -n 2
 	run -0 --separate-stderr env REDIS_URL="unix://$SOCK?db=2" client-get 8
-	[ "$output" = '{"name":"Dee","email":"dee@example.com","total":42.0,"last_purchase":1700000000}' ]
+	[ "$output" = '{"name":"Dee","email":"dee@example.com","total":42.0,"last_purchase":1700000000,"id_client":8}' ]
 	run -1 --separate-stderr env REDIS_URL="unix://$SOCK?db=2" client-get 1
 	run -1 --separate-stderr client-get 8
 }
@@ -203,14 +255,15 @@ $ALICE" ]
 	[ -z "$stderr" ]
 }
 
-@test "-h: usage on stderr, exit 64" {
-	run -64 --separate-stderr client-get -h
+@test "-h: help on stdout, exit 0; a usage error prints the man page's SYNOPSIS on stderr, exit 64" {
+	run -0 --separate-stderr client-get -h
+	[ -z "$stderr" ]
+	[[ ${lines[0]} == "usage: client-get "* ]]
+	[[ $output == *"--all"* ]]
+	run -64 --separate-stderr client-get --all 1
 	[ -z "$output" ]
-	[ "${#stderr_lines[@]}" -eq 1 ]
-	[[ $stderr == "usage: client-get "* ]]
-	# usage() prints exactly the man page's SYNOPSIS.
 	require_tool mandoc
-	[ "$stderr" = "usage: $(synopsis client-get)" ]
+	[ "$(tr -s ' \n' '  ' <<<"$stderr" | sed 's/ $//')" = "usage: $(synopsis client-get)" ]
 }
 
 @test "an unknown option: exit 64" {

@@ -111,7 +111,7 @@ prep() {
 		rcli hset client:1 name Bob email bob@anemailprovider.com total 300000 \
 			last_purchase 1707484820 pos 000000000000000001000000000000 >/dev/null
 		run -0 client-get 1
-		[ "$output" = '{"name":"Bob","email":"bob@anemailprovider.com","total":3000.0,"last_purchase":1707484820}' ]
+		[ "$output" = '{"name":"Bob","email":"bob@anemailprovider.com","total":3000.0,"last_purchase":1707484820,"id_client":1}' ]
 		;;
 	esac
 }

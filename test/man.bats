@@ -22,13 +22,26 @@ commands() {
 	[ -z "$output" ]
 }
 
-@test "usage() prints exactly each page's SYNOPSIS, and -h exits 64" {
+@test "usage() prints exactly each page's SYNOPSIS on a usage error (64); -h prints it and the options (0)" {
 	require_tool mandoc
 	for c in $(commands); do
-		run -64 --separate-stderr "$c" -h
 		want="usage: $(synopsis "$c")"
-		got=$(tr -s ' \n' '  ' <<<"$stderr" | sed 's/ $//')
+		run -64 --separate-stderr "$c" --no-such-option
+		got=$(sed 1d <<<"$stderr" | tr -s ' \n' '  ' | sed 's/ $//')
+		[ "$got" = "$want" ] || { printf '%s\n  usage: %s\n  man:   %s\n' "$c" "$got" "$want"; false; }
+		run -0 --separate-stderr "$c" -h
+		[ -z "$stderr" ]
+		got=$(sed '/^$/,$d' <<<"$output" | tr -s ' \n' '  ' | sed 's/ $//')
 		[ "$got" = "$want" ] || { printf '%s\n  -h:  %s\n  man: %s\n' "$c" "$got" "$want"; false; }
+		# then one line per option of the synopsis
+		for o in $(grep -o '\[-[a-zA-Z]\+\|--[a-z-]\+' <<<"$want" | tr -d '[' | sed 's/^-\([a-zA-Z]\)/\1/'); do
+			case $o in
+			--*) grep -q -- "$o" <<<"$output" || { echo "$c -h: no line for $o"; false; } ;;
+			*) for ((k = 0; k < ${#o}; k++)); do
+				grep -q -- "-${o:k:1}[, ]" <<<"$output" || { echo "$c -h: no line for -${o:k:1}"; false; }
+			   done ;;
+			esac
+		done
 	done
 }
 

@@ -246,12 +246,10 @@ pad_line() {
 	reject 'total out of range' "stdin:1: order_total"
 }
 
-@test "reject: malformed lines (JSON, blank, duplicate key, UTF-8, NUL, 2 MiB, array)" {
+@test "reject: malformed lines (JSON, duplicate key, UTF-8, NUL, 2 MiB, array)" {
 	BEFORE=$(counts)
 	lines '{"id_client":1,"products":[{"id_product":1,'
 	reject 'malformed JSON' "stdin:1: "
-	printf '\n%s\n' "$GOOD" >"$IN"
-	reject 'blank line' "stdin:1: "
 	lines "{\"id_client\":1,\"id_client\":2,\"products\":[$P1]}"
 	reject 'duplicate key' "stdin:1: " id_client
 	printf '{"id_client":1,"products":[%s],"\xff":1}\n' "$P1" >"$IN"
@@ -404,12 +402,14 @@ pad_line() {
 		WHERE l.total = (SELECT sum(price_when_item_was_ordered * quantity) FROM order_item i WHERE i.id_order = l.id_order)")" = "1000 1000" ]
 }
 
-@test "-h: usage on stderr, exit 64" {
-	run -64 --separate-stderr order-place -h
+@test "-h: help on stdout, exit 0; a usage error prints the man page's SYNOPSIS on stderr, exit 64" {
+	run -0 --separate-stderr order-place -h
+	[ -z "$stderr" ]
+	[[ ${lines[0]} == "usage: order-place "* ]]
+	[[ $output == *"--api URL"* ]]
+	[[ $output == *"-v, --verbose"* ]]
+	run -64 --separate-stderr order-place operand
 	[ -z "$output" ]
-	[ "${#stderr_lines[@]}" -eq 1 ]
-	[[ $stderr == "usage: order-place "* ]]
-	# usage() prints exactly the man page's SYNOPSIS.
 	require_tool mandoc
 	[ "$stderr" = "usage: $(synopsis order-place)" ]
 }
@@ -504,12 +504,19 @@ pad_line() {
 	[[ $stderr == "order-place: stdout: "* ]]
 }
 
-@test "stdout closed by the reader: exit 0, no message, reading stops" {
+@test "stdout closed by the reader: exit 74, the committed orders without a result line counted, reading stops" {
 	for i in $(seq 2000); do echo "$GOOD"; done >"$IN"
 	run -0 --separate-stderr bash -c 'order-place <"$1" | head -c 0; echo "${PIPESTATUS[0]}"' _ "$IN"
-	[ "$output" = 0 ]
-	[ -z "$stderr" ]
-	[ "$(sql 'SELECT count(*) FROM "order"')" -lt 2000 ]
+	[ "$output" = 74 ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ $stderr =~ ^order-place:\ stdout:\ Broken\ pipe:\ ([0-9]+)\ committed\ orders?\ \(input\ lines\ ([0-9]+)\ to\ ([0-9]+)\)\ without\ a\ result\ line$ ]]
+	n=${BASH_REMATCH[1]} first=${BASH_REMATCH[2]} last=${BASH_REMATCH[3]}
+	# Nothing was written, so every committed order is one of those.
+	placed=$(sql 'SELECT count(*) FROM "order"')
+	[ "$placed" -lt 2000 ]
+	[ "$n" -eq "$placed" ]
+	[ "$first" -eq 1 ]
+	[ "$last" -eq "$placed" ]
 }
 
 @test "connection lost mid-stream: exit 69, the next order reported not committed" {
@@ -561,4 +568,156 @@ pad_line() {
 	LOCKER_PID=
 	[ "$(sql 'SELECT count(*) FROM "order"')" = 1 ]
 	[ "$(sql 'SELECT count(*) FROM order_event')" = 1 ]
+}
+
+@test "result lines carry the input line number (blank lines counted, -k skips)" {
+	printf '%s\n\n%s\n%s\n\n%s\n' "$GOOD" '{"id_client":42,"products":[{"id_product":1,"quantity":1}]}' "$SAMPLE" "$GOOD" >"$IN"
+	run -65 --separate-stderr order-place -k <"$IN"
+	[ "$(jq -c .line <<<"$output" | paste -sd' ')" = "1 4 6" ]
+	[ "$stderr" = "order-place: stdin:3: id_client: unknown client 42" ]
+	[ "$(jq -c .order_total <<<"$output" | paste -sd' ')" = "1500 3000 1500" ]
+}
+
+@test "request_id: a retried line places nothing new and prints the first result; another order with it is refused" {
+	R='{"id_client":2,"products":[{"id_product":3,"quantity":2}],"request_id":"batch-7:line-1"}'
+	lines "$R" "$R"
+	run -0 --separate-stderr order-place <"$IN"
+	[ "${#lines[@]}" -eq 2 ]
+	[ "$(jq -c 'del(.line, .replayed)' <<<"${lines[0]}")" = "$(jq -c 'del(.line, .replayed)' <<<"${lines[1]}")" ]
+	[ "$(jq -c '[.line, .request_id, .replayed]' <<<"$output" | paste -sd' ')" = '[1,"batch-7:line-1",null] [2,"batch-7:line-1",true]' ]
+	# Run the same input again: the recovery after "may or may not exist".
+	run -0 --separate-stderr order-place <"$IN"
+	[ "$(jq -c .replayed <<<"$output" | paste -sd' ')" = "true true" ]
+	[ "$(counts)" = "1|1|1|3|3" ]
+	[ "$(sql 'SELECT count(*) FROM order_request')" = 1 ]
+	BEFORE=$(counts)
+	lines '{"id_client":2,"products":[{"id_product":3,"quantity":3}],"request_id":"batch-7:line-1"}'
+	reject 'same key, another order' "stdin:1: request_id: batch-7:line-1 was used for another order"
+	lines '{"id_client":2,"products":[{"id_product":3,"quantity":3}],"request_id":"with space"}'
+	reject 'a space' "stdin:1: request_id: must be a string of 1 to 255 printable ASCII characters"
+	lines '{"id_client":2,"products":[{"id_product":3,"quantity":3}],"request_id":7}'
+	reject 'a number' "stdin:1: request_id: "
+}
+
+@test "request_id: after the 24-hour window a key places a new order" {
+	R='{"id_client":2,"products":[{"id_product":3,"quantity":2}],"request_id":"old"}'
+	lines "$R"
+	run -0 --separate-stderr order-place <"$IN"
+	sql "UPDATE order_request SET created = now() - interval '24 hours 1 minute'" >/dev/null
+	run -0 --separate-stderr order-place <"$IN"
+	[ "$(jq .replayed <<<"$output")" = null ]
+	[ "$(sql 'SELECT count(*) FROM "order"')" = 2 ]
+	# Within the window again.
+	run -0 --separate-stderr order-place <"$IN"
+	[ "$(jq .replayed <<<"$output")" = true ]
+	[ "$(sql 'SELECT count(*) FROM "order"')" = 2 ]
+}
+
+@test "request_id: four processes racing with the same keys place each order once" {
+	for i in $(seq 50); do echo "{\"id_client\":1,\"products\":[$P1],\"request_id\":\"k$i\"}"; done >"$IN"
+	for k in 1 2 3 4; do order-place <"$IN" >"$BATS_TEST_TMPDIR/out.$k" 2>"$BATS_TEST_TMPDIR/err.$k" 3>&- & done
+	wait
+	cat "$BATS_TEST_TMPDIR"/err.*
+	[ -z "$(cat "$BATS_TEST_TMPDIR"/err.*)" ]
+	[ "$(sql 'SELECT count(*) FROM "order"')" = 50 ]
+	[ "$(cat "$BATS_TEST_TMPDIR"/out.* | jq -r '"\(.request_id) \(.id_order)"' | sort -u | wc -l)" = 50 ]
+}
+
+@test "-v says how orders are placed: through cqrs_place_order()" {
+	lines "$GOOD"
+	run -0 --separate-stderr order-place -v <"$IN"
+	[ "$stderr" = "order-place: placing orders through the function cqrs_place_order()" ]
+}
+
+@test "cqrs_place_order() checks its arguments itself, as order-place does" {
+	local -a failures=()
+	for c in "0,'{1}','{1}'|id_client: must be a positive integer" \
+		"1,'{}','{}'|products: must be a non-empty array" \
+		"1,'{1,2}','{1}'|products: 2 product ids but 1 quantities" \
+		"1,'{1,-2}','{1,1}'|products[1].id_product: must be a positive integer" \
+		"1,'{1}','{1000001}'|products[0].quantity: must be an integer from 1 to 1000000" \
+		"1,'{1}','{NULL}'|products[0].quantity: must be an integer from 1 to 1000000" \
+		"1,'{1}','{1}','bad key'|request_id: must be 1 to 255 printable ASCII characters" \
+		"42,'{1}','{1}'|id_client: unknown client 42" \
+		"1,'{1,9}','{1,1}'|products[1].id_product: unknown product 9" \
+		"1,array_fill(1, ARRAY[1000]),array_fill(1000000, ARRAY[1000])|order_total: out of range"; do
+		run psql -qXAt -c "SELECT * FROM cqrs_place_order(${c%%|*})"
+		[[ $output == "ERROR:  ${c#*|}"* ]] || failures+=("${c%%|*}: $output")
+	done
+	[ "$(counts)" = "0|0|0|3|3" ] || failures+=("rows written: $(counts)")
+	[ "${#failures[@]}" -eq 0 ] || { printf '%s\n' "${failures[@]}" >&2; return 1; }
+}
+
+# sample_db: a database made as the AWS sample makes it (its own types, no
+# function), with its seed; PGDATABASE still names the stack's.
+sample_db() {
+	psql -qX -c 'DROP DATABASE IF EXISTS sample' -c 'CREATE DATABASE sample' >/dev/null
+	psql -qX -v ON_ERROR_STOP=1 -d sample >/dev/null <<-'SQL'
+	CREATE TABLE product (id serial PRIMARY KEY, name varchar, price float);
+	CREATE TABLE client (id serial PRIMARY KEY, name varchar, email varchar);
+	CREATE TABLE "order" (id serial PRIMARY KEY, id_client int REFERENCES client(id), placement_date int);
+	CREATE TABLE order_item (id serial PRIMARY KEY, id_order int REFERENCES "order"(id),
+		id_product int REFERENCES product(id), price_when_item_was_ordered float, quantity int);
+	CREATE TABLE order_event (id serial PRIMARY KEY, id_client int REFERENCES client(id),
+		name varchar, email varchar, order_total float, event_date int);
+	INSERT INTO product (name, price) VALUES ('Computer', 1500), ('Phone', 500), ('TV', 1000);
+	INSERT INTO client (name, email) VALUES ('Bob', 'bob@anemailprovider.com'),
+		('Alice', 'alice@anemailprovider.com'), ('John', 'john@anemailprovider.com');
+	SQL
+}
+
+@test "a database made by the AWS sample (no function): plain SQL, said with -v; -d with a bare name" {
+	sample_db
+	lines "$SAMPLE" '{"id_client":1,"products":[{"id_product":9,"quantity":1}]}' '{"id_client":42,"products":[{"id_product":1,"quantity":1}]}'
+	run -65 --separate-stderr order-place -k -v -d sample <"$IN"
+	[ "${stderr_lines[0]}" = "order-place: placing orders through plain SQL (the database has no cqrs_place_order())" ]
+	[ "${stderr_lines[1]}" = "order-place: stdin:2: products[0].id_product: unknown product 9" ]
+	[ "${stderr_lines[2]}" = "order-place: stdin:3: id_client: unknown client 42" ]
+	[ "$(jq -c '[.id_order, .id_client, .order_total, .line]' <<<"$output")" = "[1,1,3000,1]" ]
+	[ "$(psql -qXAt -d sample -c 'SELECT order_total FROM order_event')" = 3000 ]
+	[ "$(psql -qXAt -d sample -c 'SELECT count(*) FROM order_item')" = 2 ]
+	# A request_id cannot be kept there: refused, nothing written.
+	lines '{"id_client":1,"products":[{"id_product":1,"quantity":1}],"request_id":"r"}'
+	run -78 --separate-stderr order-place -d sample <"$IN"
+	[ "$stderr" = "order-place: stdin:1: request_id: this database has no cqrs_place_order() to keep it (install scripts/schema.sql)" ]
+	[ "$(psql -qXAt -d sample -c 'SELECT count(*) FROM "order"')" = 1 ]
+	# schema.sql installs the function on it, keeping its tables.
+	psql -qX -v ON_ERROR_STOP=1 -d sample -f "$CQRS_REPO/scripts/schema.sql" >/dev/null 2>&1
+	run -0 --separate-stderr order-place -v -d sample <"$IN"
+	[ "$stderr" = "order-place: placing orders through the function cqrs_place_order()" ]
+	[ "$(psql -qXAt -d sample -c 'SELECT count(*) FROM "order"')" = 2 ]
+	[ "$(psql -qXAt -d sample -c "SELECT data_type FROM information_schema.columns WHERE table_name = 'order_event' AND column_name = 'order_total'")" = "double precision" ]
+	psql -qX -c 'DROP DATABASE sample' >/dev/null
+	# The stack's own database by its bare name, too.
+	lines "$GOOD"
+	run -0 --separate-stderr env PGDATABASE=nosuchdb order-place -d orders <"$IN"
+	[ "$(sql 'SELECT count(*) FROM "order"')" = 1 ]
+}
+
+@test "schema.sql applied again to a database in use changes nothing" {
+	lines "$GOOD"
+	run -0 order-place <"$IN"
+	before=$(counts)
+	run -0 psql -qX -v ON_ERROR_STOP=1 -f "$CQRS_REPO/scripts/schema.sql"
+	[ "$(counts)" = "$before" ]
+	run -0 --separate-stderr order-place <"$IN"
+	[ "$(jq .id_order <<<"$output")" = 2 ]
+}
+
+@test "SIGINT: the orders read are placed and printed, then order-place dies by the signal (130)" {
+	d=$BATS_TEST_TMPDIR
+	mkfifo "$d/fifo"
+	order-place <"$d/fifo" >"$d/out" 2>"$d/err" 3>&- &
+	BG_PID=$!
+	exec 4>"$d/fifo"
+	echo "$GOOD" >&4
+	wait_until '[ -s "$d/out" ]'
+	kill -INT "$BG_PID"
+	wait_exit "$BG_PID"
+	exec 4>&-
+	BG_PID=
+	[ "$BG_RC" -eq 130 ]
+	[ "$(jq .line "$d/out")" = 1 ]
+	[ "$(sql 'SELECT count(*) FROM "order"')" = 1 ]
+	[ ! -s "$d/err" ]
 }

@@ -64,10 +64,10 @@ bg() {
 	PIDS+=("$BG")
 }
 
-# reap PID: wait (at most 15 s) for PID to exit; its status in RC; forget it.
+# reap PID [SECONDS]: wait (at most SECONDS, 15 by default) for PID to exit; its status in RC; forget it.
 reap() {
 	local pid=$1 p keep=()
-	wait_until 15 "pid $pid to exit" dead "$pid"
+	wait_until "${2:-15}" "pid $pid to exit" dead "$pid"
 	RC=0
 	wait "$pid" || RC=$?
 	for p in "${PIDS[@]}"; do
@@ -186,21 +186,21 @@ tail_start() {
 	pa=$BG
 	bg "$T/b" /dev/null "$T/pb.err" order-place
 	pb=$BG
-	reap "$pa"
+	reap "$pa" 600		# a busy machine places slowly
 	[ "$RC" = 0 ] || { cat "$T/pa.err"; false; }
-	reap "$pb"
+	reap "$pb" 600
 	[ "$RC" = 0 ] || { cat "$T/pb.err"; false; }
 	[ "$(sql 'SELECT count(*) FROM order_event')" = 10000 ]
 
 	wait_until 60 "10000 event lines" has_lines "$T/out" 10000
-	# Without an ack file, what reached stdout is confirmed.
-	last=$(tail -n 1 "$T/out" | jq .__lsn)
-	wait_until 10 "the slot to confirm $last" confirmed_past cqrs_outbox "$last"
+	# Without an ack file, nothing is confirmed: the slot keeps every event.
+	first=$(head -n 1 "$T/out" | jq .__lsn)
 	kill -TERM "$TAIL"
 	reap "$TAIL"
 	[ "$RC" = 0 ] || { cat "$T/err"; echo "outbox-tail exited $RC on SIGTERM"; false; }
+	run ! confirmed_past cqrs_outbox "$first"
 	grep -qx 'outbox-tail: created publication cqrs_outbox' "$T/err"
-	grep -qx 'outbox-tail: created slot cqrs_outbox' "$T/err"
+	grep -q '^outbox-tail: created slot cqrs_outbox at [0-9A-F]*/[0-9A-F]*$' "$T/err"
 
 	[ "$(wc -l <"$T/out")" = 10000 ]
 	[ "$(positions "$T/out")" = 10000 ]
@@ -244,7 +244,7 @@ tail_start() {
 }
 
 @test "idle outbox: the slot's confirmed position follows other tables' WAL" {
-	tail_start
+	tail_start -a "$ACK"
 	sql 'CREATE TABLE junk (x text)'
 	before=$(sql 'SELECT pg_current_wal_lsn()')
 	sql "INSERT INTO junk SELECT repeat('x', 1000) FROM generate_series(1, 50000)"
@@ -294,7 +294,7 @@ tail_start() {
 	wait_until 15 "the transaction to be confirmed" confirmed_past cqrs_outbox "$lsn"
 }
 
-@test "--once prints what is waiting and exits 0; with nothing new it prints nothing" {
+@test "--once prints what is waiting and exits 0; without an ack file it confirms nothing" {
 	run -0 --separate-stderr timeout 30 outbox-tail --once
 	[ -z "$output" ]
 	[[ $stderr == *"created slot cqrs_outbox"* ]]
@@ -302,17 +302,22 @@ tail_start() {
 	run -0 --separate-stderr timeout 30 outbox-tail --once
 	[ "${#lines[@]}" = 5 ]
 	[ "$(jq -r .id <<<"$output" | paste -sd ' ')" = "1 2 3 4 5" ]
+	first=$output
+	# Nothing was confirmed: the same events again, as kcat without a group.
 	run -0 --separate-stderr timeout 30 outbox-tail --once
-	[ -z "$output" ]
+	[ "$output" = "$first" ]
 	[ -z "$stderr" ]
 }
 
-@test "--once -a with nobody acknowledging: 75 after -w seconds, and the events come again" {
+@test "--once -a with nobody acknowledging: 75 after -w seconds naming the ack file, and the events come again" {
 	run -0 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	write_ack "$ACK" 0 0
 	place 2 7
-	run -75 --separate-stderr timeout 30 outbox-tail --once -a "$ACK" -w 1
+	run -75 --separate-stderr timeout 30 outbox-tail --once -a "$ACK" -a "$T/missing" -w 1
 	[ "${#lines[@]}" = 2 ]
 	first=$output
+	[[ $stderr == *"$ACK: at 0/0, behind "* ]]
+	[[ $stderr == *"$T/missing: missing after 1.0 s"* ]]
 	[[ $stderr == *"not acknowledged"* ]]
 	run -75 --separate-stderr timeout 30 outbox-tail --once -a "$ACK" -w 1
 	[ "$output" = "$first" ]
@@ -429,7 +434,7 @@ types_table() {
 	[[ $stderr != *dropped* ]]
 }
 
-@test "a second outbox-tail on the same slot exits 75; the first streams on, and exits 0 on SIGINT" {
+@test "a second outbox-tail on the same slot exits 75; the first streams on, and dies by SIGINT" {
 	tail_start
 	run -75 --separate-stderr timeout 30 outbox-tail
 	[ -z "$output" ]
@@ -443,13 +448,14 @@ types_table() {
 	fi
 	kill -INT "$TAIL"
 	reap "$TAIL"
-	[ "$RC" = 0 ]
+	[ "$RC" = 130 ]
 }
 
-@test "usage: -h, an unknown option, an operand, a bad slot name exit 64; -V exits 0" {
-	run -64 --separate-stderr outbox-tail -h
-	[ -z "$output" ]
-	[[ $stderr == "usage: outbox-tail "* ]]
+@test "usage: an unknown option, an operand, a bad slot name exit 64; -h 0, -V 0" {
+	run -0 --separate-stderr outbox-tail -h
+	[ -z "$stderr" ]
+	[[ $output == "usage: outbox-tail "* ]]
+	[[ $output == *"--recreate"* ]]
 	run -64 --separate-stderr outbox-tail --bogus
 	[[ $stderr == *"usage: outbox-tail "* ]]
 	run -64 --separate-stderr outbox-tail extra
@@ -552,4 +558,151 @@ types_table() {
 	[[ $stderr == *"other_slot"* ]]
 	[ -z "$output" ]
 	[ "$(sql "SELECT plugin FROM pg_replication_slots WHERE slot_name = 'other_slot'")" = test_decoding ]
+}
+
+# --- Nothing lost in everyday operations (issue 10): snapshot, lost slots, checked ack files ---
+
+@test "orders placed before the first outbox-tail come first, as a snapshot (op r) in the slot's own snapshot" {
+	place 3 20
+	tail_start -a "$ACK"
+	wait_until 15 "three snapshot lines" has_lines "$T/out" 3
+	place 2 21
+	wait_until 15 "two streamed lines" has_lines "$T/out" 5
+	[ "$(jq -r .__op "$T/out" | paste -sd ' ')" = "r r r c c" ]
+	[ "$(jq -r .id "$T/out" | paste -sd ' ')" = "1 2 3 4 5" ]
+	# Positions increase along the whole output; the snapshot's end is marked.
+	[ "$(positions "$T/out")" = 5 ]
+	[ "$(sed -n 3p "$T/out" | jq .__seq)" = 4294967295 ]
+	[ "$(jq -r .__src "$T/out" | sort -u | wc -l)" = 1 ]
+	[[ $(head -n 1 "$T/out" | jq -r .__src) == pg:[0-9]*:1:cqrs_outbox ]]
+	grep -q 'snapshot of slot cqrs_outbox: 3 rows' "$T/err"
+	# Nothing is confirmed past the slot's start until the snapshot is acknowledged.
+	start=$(sql "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cqrs_outbox'")
+	write_ack "$ACK" "$(sed -n 2p "$T/out" | jq .__lsn)" "$(sed -n 2p "$T/out" | jq .__seq)"
+	sleep 0.5
+	[ "$(sql "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cqrs_outbox'")" = "$start" ]
+	last=$(tail -n 1 "$T/out")
+	write_ack "$ACK" "$(jq .__lsn <<<"$last")" "$(jq .__seq <<<"$last")"
+	wait_until 15 "the stream to be confirmed" confirmed_past cqrs_outbox "$(jq .__lsn <<<"$last")"
+}
+
+@test "--snapshot never: rows already in the outbox are not sent" {
+	place 3 22
+	run -0 --separate-stderr timeout 30 outbox-tail --once --snapshot never -a "$ACK"
+	[ -z "$output" ]
+	run -64 --separate-stderr outbox-tail --snapshot sometimes
+}
+
+@test "a snapshot that did not reach every consumer is taken again, and nothing is lost" {
+	place 4 23
+	run -75 --separate-stderr timeout 30 outbox-tail --once -a "$ACK" -w 0.5
+	[ "${#lines[@]}" = 4 ]
+	# The marker slot says the snapshot is still out.
+	[ "$(sql "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cqrs_outbox_snapshot'")" = 1 ]
+	# The consumer applied the first two rows only, then stopped.
+	write_ack "$ACK" "$(sed -n 2p <<<"$output" | jq .__lsn)" "$(sed -n 2p <<<"$output" | jq .__seq)"
+	run -0 --separate-stderr timeout 30 bash -c 'outbox-tail --once -a "$1" | "$2" "$3" "$1"' _ \
+		"$ACK" "$LIB/outbox-tail-consumer" "$T/out"
+	[[ $stderr == *"did not reach every consumer"*"re-creating the slot"* ]]
+	[ "$(jq -r .id "$T/out" | paste -sd ' ')" = "1 2 3 4" ]
+	[ "$(jq -r .__op "$T/out" | sort -u)" = r ]
+	# Acknowledged: the marker is gone, and the next run streams on.
+	[ "$(sql "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cqrs_outbox_snapshot'")" = 0 ]
+	place 1 29
+	run -0 --separate-stderr timeout 30 bash -c 'outbox-tail --once -a "$1" | "$2" "$3" "$1"' _ \
+		"$ACK" "$LIB/outbox-tail-consumer" "$T/out2"
+	[ "$(jq -r '"\(.id) \(.__op)"' "$T/out2")" = "5 c" ]
+}
+
+@test "a slot dropped while ack files show it was consumed: 78 naming it; --recreate sends the outbox again" {
+	place 2 24
+	once_consumed "$T/out1" "$T/err1"
+	[ "$(wc -l <"$T/out1")" = 2 ]
+	sql "SELECT pg_drop_replication_slot('cqrs_outbox')" >/dev/null
+	place 3 25
+	run -78 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	[ -z "$output" ]
+	[[ $stderr == *"slot cqrs_outbox is gone"*"$ACK"*"--recreate"* ]]
+	[ "$(sql "SELECT count(*) FROM pg_replication_slots")" = 0 ]
+	# The outbox still holds every row (nobody cleaned): all five come again.
+	run -0 --separate-stderr timeout 30 bash -c 'outbox-tail --once --recreate -a "$1" | "$2" "$3" "$1"' _ \
+		"$ACK" "$LIB/outbox-tail-consumer" "$T/out2"
+	[ "$(jq -r .id "$T/out2" | paste -sd ' ')" = "1 2 3 4 5" ]
+	[ "$(jq -r .__op "$T/out2" | sort -u)" = r ]
+}
+
+@test "ack files are checked: plain digits only, the same stream, not beyond the server's WAL" {
+	run -0 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	for bad in '-1 0' '+5 0' '5 0 ' ' 5 0' '05 0' '5 -1' '5 4294967296' '5' '5 0 a b' \
+	    '18446744073709551615 0' '1152921504606846977 0'; do
+		printf '%s\n' "$bad" >"$ACK"
+		run -74 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+		[[ $stderr == *"$ACK: not an ack file"* ]] || { echo "accepted: '$bad'"; false; }
+	done
+	printf '5 0\n5 0\n' >"$ACK"
+	run -74 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	src=$(sql 'SELECT system_identifier FROM pg_control_system()')
+	printf '5 0 pg:12345:1:cqrs_outbox\n' >"$ACK"
+	run -78 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	[[ $stderr == *'"pg:12345:1:cqrs_outbox"'*'"pg:'"$src"':1:cqrs_outbox"'* ]]
+	printf '5 0 pg:%s:1:other_slot\n' "$src" >"$ACK"
+	run -78 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	[[ $stderr == *other_slot* ]]
+	# A restored database has a shorter WAL than its consumers remember.
+	printf '%s 0 pg:%s:1:cqrs_outbox\n' $((1 << 40)) "$src" >"$ACK"
+	run -78 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	[[ $stderr == *"beyond the server's WAL"* ]]
+}
+
+@test "--peek confirms nothing: outbox-tail --peek | head -1, and the real consumer still gets everything" {
+	run -0 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	place 3 26
+	timeout 30 outbox-tail --peek -a "$ACK" 2>"$T/peek.err" | head -n 1 >"$T/peek"
+	[ "$(jq .id "$T/peek")" = 1 ]
+	once_consumed "$T/out" "$T/err"
+	[ "$(jq -r .id "$T/out" | paste -sd ' ')" = "1 2 3" ]
+}
+
+@test "SIGINT stops a set -e script with 130; SIGTERM while stdout is blocked is a clean 0" {
+	run -0 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
+	run -130 bash -c 'set -e; outbox-tail -a "$1" >/dev/null 2>&1 & pid=$!
+		for i in $(seq 100); do [ "$(psql -qXAtc "SELECT active FROM pg_replication_slots")" = t ] && break; sleep 0.1; done
+		kill -INT $pid; wait $pid; echo not reached' _ "$ACK"
+	[[ $output != *"not reached"* ]]
+	wait_until 15 "the slot to be released" no_active_slot
+	# A reader that never reads: a pipe full of events.
+	place 3000 27
+	mkfifo "$T/full"
+	exec 5<>"$T/full"
+	bg /dev/null "$T/full" "$T/err" outbox-tail -a "$ACK"
+	wait_until 15 "outbox-tail to stream" slot_active
+	sleep 1
+	kill -TERM "$BG"
+	reap "$BG"
+	exec 5>&-
+	[ "$RC" = 0 ] || { cat "$T/err"; false; }
+	[[ $(cat "$T/err") != *stdout* ]]
+}
+
+@test "a consumer stuck longer than wal_sender_timeout: the stream stays up; -i must fit the timeout" {
+	sql "ALTER SYSTEM SET wal_sender_timeout = '3s'" >/dev/null
+	sql 'SELECT pg_reload_conf()' >/dev/null
+	run -64 --separate-stderr timeout 30 outbox-tail -i 2 --once
+	[[ $stderr == *"wal_sender_timeout"* ]]
+	mkfifo "$T/stuck"
+	exec 5<>"$T/stuck"
+	bg /dev/null "$T/stuck" "$T/err" outbox-tail -i 1 -a "$ACK"
+	wait_until 15 "outbox-tail to stream" slot_active
+	place 3000 28
+	sleep 8		# nobody reads: more than twice the server's timeout
+	sql "ALTER SYSTEM RESET wal_sender_timeout" >/dev/null
+	sql 'SELECT pg_reload_conf()' >/dev/null
+	if dead "$BG"; then cat "$T/err"; false; fi
+	slot_active
+	head -c 100000 <&5 >/dev/null	# the reader wakes up
+	kill -TERM "$BG"
+	reap "$BG"
+	exec 5>&-
+	[ "$RC" = 0 ] || { cat "$T/err"; false; }
+	[[ $(cat "$T/err") != *"replication ended"* ]]
 }

@@ -207,9 +207,10 @@ snapshot() {
 	done
 }
 
-# ack_is FILE POS: FILE holds exactly the line POS.
+# ack_is FILE POS: FILE holds exactly one line, POS and the slot's identity.
 ack_is() {
-	[ -f "$1" ] && [ "$(cat "$1")" = "$2" ] && [ "$(wc -l <"$1")" = 1 ]
+	[ -f "$1" ] && [ "$(wc -l <"$1")" = 1 ] &&
+		[[ $(cat "$1") =~ ^$2\ pg:[0-9]+:[0-9]+:cqrs_outbox$ ]]
 }
 
 @test "the AWS sample: Bob's order reaches the read model, leaves the outbox, and the slot moves past it" {
@@ -221,7 +222,7 @@ ack_is() {
 	date=$(jq -r .placement_date <<<"$output")
 	commit=$(sql "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint")
 	[ "$before" -lt "$commit" ]
-	want='{"name":"Bob","email":"bob@anemailprovider.com","total":3000.0,"last_purchase":'$date'}'
+	want='{"name":"Bob","email":"bob@anemailprovider.com","total":3000.0,"last_purchase":'$date',"id_client":1}'
 	wait_for 10 prints "$want" client-get 1 ||
 		{ echo "client-get 1: $(client-get 1 2>&1), want $want" >&2; false; }
 	wait_for 10 outbox_empty
@@ -270,11 +271,11 @@ ack_is() {
 	[ "${#lines[@]}" -eq 200 ]
 	printf '%s\n' "$output" >"$BATS_TEST_TMPDIR/events"
 	run -0 --separate-stderr client-project -v <"$BATS_TEST_TMPDIR/events"
-	[ "$stderr" = "client-project: 200 applied, 0 replayed, 0 skipped" ]
+	[ "$stderr" = "client-project: 200 applied, 0 replayed, 0 duplicates, 0 skipped, 0 rejected" ]
 	first=$(snapshot)
 	[ -n "$first" ]
 	run -0 --separate-stderr client-project -v <"$BATS_TEST_TMPDIR/events"
-	[ "$stderr" = "client-project: 0 applied, 200 replayed, 0 skipped" ]
+	[ "$stderr" = "client-project: 0 applied, 200 replayed, 0 duplicates, 0 skipped, 0 rejected" ]
 	second=$(snapshot)
 	[ "$first" = "$second" ] || { diff <(echo "$first") <(echo "$second") >&2; false; }
 	check_read_model
@@ -359,10 +360,10 @@ ack_is() {
 
 @test "status exits 0 while running and 1 when stopped; stop twice is fine" {
 	run -1 pipeline status
-	[ "$output" = "pipeline: not running" ]
+	[ "${lines[0]}" = "pipeline: not running" ]
 	run -0 pipeline start
 	run -0 pipeline status
-	[[ $output == "pipeline: running (pid $(cat "$RUN/pid"))" ]]
+	[[ ${lines[0]} == "pipeline: running (pid $(cat "$RUN/pid"))"* ]]
 	run -0 pipeline start	# already running
 	run -0 pipeline stop
 	[ ! -e "$RUN/pid" ]
@@ -384,15 +385,163 @@ ack_is() {
 @test "a pid file naming a dead but unreaped process (a zombie) counts as stopped" {
 	# The state after kill -9 under an init that reaps late or never:
 	# the leader is dead, but kill -0 still succeeds on it.
-	bash -c 'sh -c "exit 0" & echo $! >"$0"; exec sleep 10' "$BATS_TEST_TMPDIR/zpid" 3>&- &
+	# The child exits only once its parent is sleep, which never reaps it.
+	bash -c 'sh -c "while [ \"\$(cat /proc/\$PPID/comm)\" != sleep ]; do sleep 0.01; done" &
+		echo $! >"$0"; exec sleep 10' "$BATS_TEST_TMPDIR/zpid" 3>&- &
 	BG_PIDS=$!
 	wait_for 5 is_zombie "$BATS_TEST_TMPDIR/zpid"
 	zombie=$(cat "$BATS_TEST_TMPDIR/zpid")
 	mkdir -p "$RUN"
 	echo "$zombie" >"$RUN/pid"
 	run -1 pipeline status
-	[ "$output" = "pipeline: not running" ]
+	[ "${lines[0]}" = "pipeline: not running" ]
 	run -0 --separate-stderr pipeline start
 	[ "$(cat "$RUN/pid")" != "$zombie" ]
 	run -0 pipeline status
+}
+
+# Operations (issues 9 and 15): the log, restarts with the servers, a clean
+# stop, the flow's exit status, and status as a table or JSON.
+
+# ops_stamped FILE: every line of FILE starts with a UTC time to the
+# millisecond, and the times never go back.
+ops_stamped() {
+	local bad
+	bad=$(grep -vE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z ' "$1" || true)
+	[ -z "$bad" ] || { echo "lines without a timestamp: $bad"; return 1; }
+	cut -d' ' -f1 "$1" | sort -c
+}
+
+@test "pipeline log: every line starts with a UTC timestamp to the millisecond, in order, to the last words" {
+	run -0 pipeline start
+	order-place <<<"$SAMPLE" >/dev/null
+	wait_until_drained 30
+	run -0 pipeline stop
+	[ "$(wc -l <"$RUN/log")" -ge 2 ]
+	ops_stamped "$RUN/log"
+	grep -q 'Z supervise: .* started (pid ' "$RUN/log"
+	tail -n 1 "$RUN/log" | grep -q 'Z supervise: .* stopped after '
+}
+
+@test "pipeline: after PostgreSQL and then Redis crash and come back, it runs again and delivers" {
+	run -0 pipeline start
+	order-place <<<"$SAMPLE" >/dev/null
+	wait_until_drained 30
+	# Bring each server back before judging, so that a failure here
+	# leaves the stack up for the tests after it.
+	"$CQRS_REPO/scripts/stack" crash pg >/dev/null 2>&1
+	noticed=0
+	wait_for 30 grep -q 'exited with status' "$RUN/log" || noticed=$?
+	st=0
+	out=$(pipeline status 2>&1) || st=$?
+	"$CQRS_REPO/scripts/stack" up >/dev/null 2>&1
+	[ "$noticed" -eq 0 ]
+	[ "$st" -eq 0 ] || { echo "status while PostgreSQL was down: $st: $out"; false; }
+	[[ $out == "pipeline: running (pid $(cat "$RUN/pid"))"* ]]
+	order-place <<<"$SAMPLE" >/dev/null
+	wait_for 60 prints '{"name":"Bob","email":"bob@anemailprovider.com","total":6000.0,"last_purchase":'"$(sql 'SELECT max(placement_date) FROM "order"')"',"id_client":1}' client-get 1 ||
+		{ echo "client-get 1: $(client-get 1 2>&1)"; false; }
+
+	restarts=$(grep -c 'exited with status' "$RUN/log")
+	"$CQRS_REPO/scripts/stack" crash redis >/dev/null 2>&1
+	order-place <<<'{"id_client":2,"products":[{"id_product":3,"quantity":1}]}' >/dev/null
+	noticed=0
+	wait_for 30 more_restarts "$restarts" || noticed=$?
+	"$CQRS_REPO/scripts/stack" up >/dev/null 2>&1
+	[ "$noticed" -eq 0 ]
+	wait_for 60 prints 1000 client_total 2
+	wait_until_drained 60
+	check_read_model
+	run -0 pipeline status
+	ops_stamped "$RUN/log"
+}
+
+# more_restarts N: the supervisor has logged more than N restarts.
+more_restarts() {
+	[ "$(grep -c 'exited with status' "$RUN/log")" -gt "$1" ]
+}
+
+# client_total ID: the total that client-get prints for ID, as jq writes numbers (1000.0 is 1000).
+client_total() {
+	client-get "$1" 2>/dev/null | jq -r .total
+}
+
+@test "pipeline stop: every stage ends cleanly, and the log names no failure" {
+	run -0 pipeline start
+	random_orders 100 "$SEED" | order-place >/dev/null
+	wait_until_drained 30
+	pid=$(cat "$RUN/pid")
+	run -0 --separate-stderr pipeline stop
+	[ "$stderr" = "pipeline: stopped" ]
+	# Nothing of the pipeline is left, and the slot is free.
+	wait_for 10 group_gone "$pid"
+	wait_for 10 no_active_slot
+	run -1 grep -E 'killed by signal|exited with status|failed|still running' "$RUN/log"
+	tail -n 1 "$RUN/log" | grep -q 'supervise: .* stopped after 1 restarts'
+}
+
+@test "pipeline run: exits with outbox-tail's failure, not event-fanout's 0" {
+	# Another consumer holds the slot: outbox-tail cannot stream, and the
+	# consumers, their input ended, exit 0, and so does event-fanout.
+	outbox-tail >/dev/null 2>"$BATS_TEST_TMPDIR/other.err" 3>&- &
+	BG_PIDS=$!
+	wait_for 10 slot_active
+	want=0
+	outbox-tail </dev/null >/dev/null 2>/dev/null || want=$?
+	[ "$want" -ne 0 ]
+	mkdir -p "$RUN"
+	run --separate-stderr "$CQRS_REPO/scripts/pipeline" run 3>&-
+	[ "$status" -eq "$want" ] || { echo "pipeline run: $status, outbox-tail alone: $want; $stderr"; false; }
+	[[ $stderr == *"outbox-tail: "* ]]
+	[[ $stderr != *"event-fanout: "* ]]
+}
+
+@test "pipeline status: outbox-status's view as a table, and as JSON with --json" {
+	run -1 --separate-stderr pipeline status
+	[ "${lines[0]}" = "pipeline: not running" ]
+	run -0 pipeline start
+	order-place <<<"$SAMPLE" >/dev/null
+	wait_until_drained 30
+	wait_for 30 ack_has_source "$RUN/proj.pos"
+	run -0 --separate-stderr pipeline status
+	[ -z "$stderr" ]
+	[ "${lines[0]}" = "pipeline: running (pid $(cat "$RUN/pid"))" ]
+	[[ ${lines[1]} =~ ^flow\ +pid\ [0-9]+,\ up\ [0-9:]+$ ]]
+	src=$(psql "dbname=$PGDATABASE replication=database" -XAt -c IDENTIFY_SYSTEM |
+		awk -F'|' '{ print "pg:" $1 ":" $2 ":cqrs_outbox" }')
+	[[ ${lines[2]} =~ ^source\ +$src,\ WAL\ at\ [0-9A-F]+/[0-9A-F]+$ ]]
+	[[ ${lines[3]} =~ ^slot\ +cqrs_outbox:\ active\ \(pid\ [0-9]+\),\ lag\ [0-9.]+\ (B|KiB|MiB),\ retained\ .*,\ wal_status\ reserved$ ]]
+	[ "${lines[4]}" = "outbox      0 rows pending" ]
+	[ "${lines[5]}" = "read model  1 clients" ]
+	[[ ${lines[6]} == "ack file "*position*lag*age*held*behind ]]
+	# The positions as PostgreSQL writes LSNs.
+	for f in clean.pos proj.pos; do
+		lsn=$(sql "SELECT ('0/0'::pg_lsn + $(cut -d' ' -f1 "$RUN/$f"))::text")
+		seq=$(cut -d' ' -f2 "$RUN/$f")
+		printf '%s\n' "${lines[@]}" | grep -qE "^$f +$lsn/$seq +[0-9.]+ (B|KiB|MiB) +[0-9.]+ (s|min|h) +yes +no$" ||
+			{ echo "no row for $f at $lsn/$seq:"; printf '%s\n' "${lines[@]}"; false; }
+	done
+	[ "${lines[-1]}" = "alerts      none" ]
+
+	run -0 --separate-stderr pipeline status --json
+	[ "${#lines[@]}" -eq 1 ]
+	jq -e --argjson pid "$(cat "$RUN/pid")" --arg run "$RUN" --arg src "$src" '
+		.pipeline.running and .pipeline.pid == $pid and .pipeline.flow_pid > 0
+		and .source == $src and .slot.active
+		and [.ack[].path] == [$run + "/clean.pos", $run + "/proj.pos"]
+		and all(.ack[]; .held and .source_ok)' <<<"$output"
+	run -64 pipeline status --yaml
+
+	run -0 pipeline stop
+	run -1 --separate-stderr pipeline status
+	[ "${lines[0]}" = "pipeline: not running" ]
+	[[ ${lines[2]} == "slot        cqrs_outbox: inactive, lag "* ]]
+	run -1 --separate-stderr pipeline status --json
+	jq -e '(.pipeline.running | not) and .pipeline.pid == null and (.slot.active | not)
+		and all(.ack[]; .held | not)' <<<"$output"
+}
+
+# ack_has_source FILE: FILE names the stream its position belongs to.
+ack_has_source() {
+	[ "$(wc -w <"$1")" -eq 3 ]
 }

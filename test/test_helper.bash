@@ -106,3 +106,12 @@ rss_below() {
 	[ -n "${CQRS_SANITIZED:-}" ] && return 0
 	[ "$rss" -lt "$1" ] || { echo "peak RSS $rss KiB, limit $1 KiB"; return 1; }
 }
+
+# sig_caught PID SIGNUM: process PID has a handler for signal SIGNUM
+# (SigCgt in /proc), so that a test can wait until a command is ready for
+# e.g. SIGUSR1 (10) instead of killing it before util_signals() ran.
+sig_caught() {
+	local mask
+	mask=$(awk '/^SigCgt:/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+	[ -n "$mask" ] && (( (16#$mask >> ($2 - 1)) & 1 ))
+}

@@ -1,0 +1,1 @@
+{"id":100032,"id_client":3,"name":"Bob","email":"bob@anemailprovider.com","order_total":3000.00,"event_date":1707484820,"__table":"public.order_event","__op":"c","__src":"pg:7713324924657820187:1:cqrs_outbox","__lsn":143396176,"__seq":31,"__xid":100858,"__ts_ms":1795898506121}
