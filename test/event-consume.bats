@@ -138,6 +138,25 @@ sample() {
 	[ "$(jq .__lsn <<<"$output")" = $((lsn3 + 5000000001)) ] || { echo "$output"; echo "$stderr"; false; }
 }
 
+@test "SIGUSR1 and --stats: a JSON line of what was received and deleted; it goes on" {
+	for i in 1 2 3; do send "$Q" "$(row "$i" 1 1 1707484820)"; done
+	event-consume -t 1 -a a1 --stats 0.2 "$Q" >out 2>err &
+	PIDS=$!
+	wait_until '[ "$(wc -l <out)" = 3 ]'
+	echo "$(sed -n 3p out | jq .__lsn) 0 $SRC" >a1
+	wait_until '[ "$(messages "$QN")" = 0 ]'
+	wait_until 'grep "^{\"time\":" err | tail -n 1 | jq -e ".deleted == 3" >/dev/null'
+	kill -USR1 "$PIDS"
+	line=$(grep '^{"time":' err | tail -n 1)
+	[ "$(jq -r .prog <<<"$line")" = event-consume ]
+	[ "$(jq '[.received, .lines, .skipped, .rejected, .deleted] | map(tostring) | join(" ")' -r <<<"$line")" = "3 3 0 0 3" ]
+	kill -0 "$PIDS"
+	kill -TERM "$PIDS"
+	wait "$PIDS"
+	run -64 --separate-stderr event-consume --stats 0 "$Q"
+	[[ $stderr == *"--stats 0: want seconds from 0.1 to 86400"* ]]
+}
+
 @test "an ack file of another stream is 78; --once with lines never acknowledged is 75 and leaves them in the queue" {
 	send "$Q" "$(row 1 1 1 1707484820)"
 	echo "100 0 pg:7301:1:cqrs_outbox" >other

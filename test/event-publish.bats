@@ -218,7 +218,7 @@ ack_held_by_other() {
 
 @test "SIGUSR1 and --stats: a JSON line of what was published, while it waits for input; it goes on" {
 	idle_input
-	event-publish -a ack --stats 0.2 "$Q" <in 3>&- 2>err &
+	event-publish -a ack --stats 0.2 "$Q" <in 2>err 3>&- 4>&- &
 	pid=$!
 	for _ in $(seq 200); do sig_caught "$pid" 10 && break; sleep 0.05; done
 	events 2 >&4
