@@ -951,9 +951,7 @@ main(int argc, char *argv[])
 			S.redis_url = optarg;
 			break;
 		case OPT_STATS:
-			if (prg_every(optarg, &every) < 0)
-				errx(EX_USAGE, "--stats %s: want seconds from 0.1 "
-				    "to 86400", optarg);
+			every = prg_option(optarg);
 			break;
 		case 't':
 			v = strtol(optarg, &end, 10);

@@ -607,9 +607,7 @@ main(int argc, char *argv[])
 			so.lag_file = optarg;
 			break;
 		case OPT_STATS:
-			if (prg_every(optarg, &every) < 0)
-				errx(EX_USAGE, "--stats %s: want seconds from 0.1 "
-				    "to 86400", optarg);
+			every = prg_option(optarg);
 			break;
 		case 'h':
 			util_help(synopsis, options);

@@ -425,9 +425,7 @@ main(int argc, char *argv[])
 			keep_going = 1;
 			break;
 		case OPT_STATS:
-			if (prg_every(optarg, &every) < 0)
-				errx(EX_USAGE, "--stats %s: want seconds from 0.1 "
-				    "to 86400", optarg);
+			every = prg_option(optarg);
 			break;
 		case 'v':
 			verbose = 1;

@@ -316,9 +316,7 @@ main(int argc, char *argv[])
 			ops.reject_file = optarg;
 			break;
 		case OPT_STATS:
-			if (prg_every(optarg, &every) < 0)
-				errx(EX_USAGE, "--stats %s: want seconds from 0.1 "
-				    "to 86400", optarg);
+			every = prg_option(optarg);
 			break;
 		case 'h':
 			util_help(synopsis, options);

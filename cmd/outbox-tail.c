@@ -1107,9 +1107,7 @@ parse_options(struct tail *t, int argc, char *argv[])
 				    "never", optarg);
 			break;
 		case OPT_STATS:
-			if (prg_every(optarg, &t->stats_ms) < 0)
-				errx(EX_USAGE, "--stats %s: want seconds from 0.1 "
-				    "to 86400", optarg);
+			t->stats_ms = prg_option(optarg);
 			break;
 		case 'h':
 			util_help(synopsis, options);

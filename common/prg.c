@@ -1,4 +1,5 @@
 /* prg: progress lines, a command's counts and rates so far as one timestamped JSON line on stderr, on SIGUSR1 or every few seconds. */
+#include <err.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,6 +118,19 @@ prg_every(const char *s, int64_t *ms)
 		return -1;
 	*ms = (int64_t)llround(d * 1000);
 	return 0;
+}
+
+/*
+ * The --stats option: its seconds as milliseconds, or a usage error (64).
+ */
+int64_t
+prg_option(const char *s)
+{
+	int64_t ms;
+
+	if (prg_every(s, &ms) < 0)
+		errx(EX_USAGE, "--stats %s: want seconds from 0.1 to 86400", s);
+	return ms;
 }
 
 struct line {

@@ -34,6 +34,7 @@ int	prg_counter(struct prg *, const char *, const uint64_t *);
 int	prg_counter_ul(struct prg *, const char *, const unsigned long *);
 int	prg_gauge(struct prg *, const char *, int64_t (*)(void *), void *);
 int	prg_every(const char *, int64_t *);
+int64_t	prg_option(const char *);
 int	prg_tick(struct prg *);
 int	prg_print(struct prg *);
 int	prg_timeout(const struct prg *, int);
