@@ -446,8 +446,12 @@ static void
 push(struct tail *t, uint64_t lsn, uint64_t nrows, uint64_t last,
     uint64_t end)
 {
-	struct pending *e = &t->queue[(t->qhead + t->qlen) % MAX_PENDING];
+	struct pending *e;
 
+	/* Nothing will ever be confirmed: keep only the last, never wait. */
+	if (t->peek || t->nack == 0)
+		t->qhead = t->qlen = 0;
+	e = &t->queue[(t->qhead + t->qlen) % MAX_PENDING];
 	e->snapshot = last == SNAP_END;
 	e->lsn = lsn;
 	e->rows = nrows > 0;
@@ -1140,7 +1144,9 @@ lag_bytes(void *arg)
 static int64_t
 unacknowledged(void *arg)
 {
-	return (int64_t)((struct tail *)arg)->qlen;
+	const struct tail *t = arg;
+
+	return t->peek || t->nack == 0 ? 0 : (int64_t)t->qlen;
 }
 
 /* Standard output non-blocking when it is a pipe or socket of ours. */

@@ -309,6 +309,16 @@ tail_start() {
 	[ -z "$stderr" ]
 }
 
+@test "--once without an ack file drains more transactions than it would hold for ack files (65536)" {
+	run -0 --separate-stderr timeout 30 outbox-tail --once
+	echo "INSERT INTO order_event (id_client, name, email, order_total, event_date) VALUES (1, 'a', 'b', 1, 1);" >"$T/one.sql"
+	PGOPTIONS='-c synchronous_commit=off' pgbench -n -c 2 -j 2 -t 35000 -f "$T/one.sql" >/dev/null
+	psql -qX -v ON_ERROR_STOP=1 -f "$T/one.sql"	# committed synchronously: the WAL before it is flushed too
+	run -0 --separate-stderr timeout 300 outbox-tail --once
+	[ "${#lines[@]}" = 70001 ]
+	[ -z "$stderr" ]
+}
+
 @test "--once -a with nobody acknowledging: 75 after -w seconds naming the ack file, and the events come again" {
 	run -0 --separate-stderr timeout 30 outbox-tail --once -a "$ACK"
 	write_ack "$ACK" 0 0
