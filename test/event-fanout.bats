@@ -150,11 +150,14 @@ setup() {
 }
 
 @test "a subscriber's command shows in messages with its passwords masked" {
+	# One subscriber per run: which of two ends first, and how, is up to the scheduler.
 	run -75 --separate-stderr timeout 10 event-fanout \
-	    'exit 3; client-project -r redis://:S3cr3tPW@127.0.0.1:1' \
-	    "exit 4; outbox-clean -d 'host=x password=S3cr3tPW'" </dev/null
+	    'exit 3; client-project -r redis://:S3cr3tPW@127.0.0.1:1' </dev/null
 	[[ $stderr == *'subscriber 1 (exit 3; client-project -r redis://:***@127.0.0.1:1): exited with status 3'* ]]
-	[[ $stderr == *"subscriber 2 (exit 4; outbox-clean -d 'host=x password=***'): exited with status 4"* ]]
+	[[ $stderr != *S3cr3tPW* ]]
+	run -75 --separate-stderr timeout 10 event-fanout \
+	    "exit 4; outbox-clean -d 'host=x password=S3cr3tPW'" </dev/null
+	[[ $stderr == *"subscriber 1 (exit 4; outbox-clean -d 'host=x password=***'): exited with status 4"* ]]
 	[[ $stderr != *S3cr3tPW* ]]
 }
 
