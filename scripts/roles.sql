@@ -7,7 +7,9 @@
 --                                           privilege", for what REPLICATION also allows and how to contain it)
 --   outbox-clean             cqrs_cleaner  deletes from the outbox (and reads its id, which a DELETE ... WHERE id needs)
 -- The publication is made here, by the owner, since creating one needs ownership of the table.
--- Set passwords outside this file, e.g.: \password cqrs_writer (psql), or ALTER ROLE ... PASSWORD.
+-- Set passwords outside this file, e.g.: \password cqrs_writer (psql), or ALTER ROLE ... PASSWORD;
+-- on the local stack (scram-sha-256 for every role): scripts/stack password cqrs_writer cqrs_tailer
+-- cqrs_cleaner cqrs_monitor, which keeps generated ones in the stack's password file (PGPASSFILE).
 
 DO $$
 BEGIN

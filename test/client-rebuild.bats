@@ -139,6 +139,7 @@ flow() {
 	run -69 --separate-stderr client-rebuild -d 'host=/nonexistent'
 	[ "$(rcli exists cqrs:rebuild)" = 0 ]
 	sql 'DROP ROLE IF EXISTS norepl; CREATE ROLE norepl LOGIN'
+	stack_password norepl
 	run -77 --separate-stderr client-rebuild -d 'user=norepl'
 	[[ $stderr == *"replication"* ]]
 	sql 'DROP ROLE norepl'

@@ -471,6 +471,7 @@ pad_line() {
 	sql "DO \$\$ BEGIN
 		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lowpriv') THEN CREATE ROLE lowpriv LOGIN; END IF;
 		END \$\$; GRANT SELECT ON ALL TABLES IN SCHEMA public TO lowpriv"
+	stack_password lowpriv
 	lines "$GOOD"
 	before=$(counts)
 	run -77 --separate-stderr env PGUSER=lowpriv order-place <"$IN"

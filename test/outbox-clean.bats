@@ -332,6 +332,7 @@ rows_afresh() {
 
 @test "a role without DELETE privilege: 77, nothing acknowledged; DELETE and SELECT on id suffice" {
 	sql 'CREATE ROLE cleaner_ro LOGIN'
+	stack_password cleaner_ro
 	drop='DROP OWNED BY cleaner_ro; DROP ROLE cleaner_ro'
 	sql 'GRANT SELECT ON order_event TO cleaner_ro'
 	rows 1

@@ -392,6 +392,7 @@ at_risk() {
 @test "read-only: as cqrs_monitor from roles.sql (applied twice), which cannot read names nor write" {
 	psql -qX -v ON_ERROR_STOP=1 -f "$CQRS_REPO/scripts/roles.sql" >/dev/null
 	psql -qX -v ON_ERROR_STOP=1 -f "$CQRS_REPO/scripts/roles.sql" >/dev/null
+	stack_password cqrs_monitor
 	run -0 pipeline start
 	orders 2 1
 	wait_for 30 outbox_empty
@@ -426,6 +427,7 @@ monitor_sees_reply() {
 	[[ $stderr == *'relation "public.no_such_table" does not exist'* ]]
 	sql 'DROP ROLE IF EXISTS nosel' >/dev/null
 	sql 'CREATE ROLE nosel LOGIN' >/dev/null
+	stack_password nosel
 	PGUSER=nosel run -77 --separate-stderr outbox-status
 	[ -z "$output" ]
 	[[ $stderr == *"permission denied for table order_event"* ]]

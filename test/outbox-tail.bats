@@ -533,6 +533,7 @@ types_table() {
 
 @test "a role without REPLICATION exits 77" {
 	sql 'CREATE ROLE norepl LOGIN'
+	stack_password norepl
 	run -0 --separate-stderr timeout 30 outbox-tail --once	# publication and slot exist
 	run -77 --separate-stderr timeout 30 outbox-tail -d 'user=norepl' --once
 	[ -z "$output" ]
@@ -541,6 +542,7 @@ types_table() {
 
 @test "a role without REPLICATION that cannot create the publication exits 77" {
 	sql 'CREATE ROLE norepl LOGIN'
+	stack_password norepl
 	run -77 --separate-stderr timeout 30 outbox-tail -d 'user=norepl' --once
 	[ "$(sql 'SELECT count(*) FROM pg_publication')" = 0 ]
 }

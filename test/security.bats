@@ -13,6 +13,8 @@ RPW=r3d1s-pw	# the private Redis's password
 setup_file() {
 	stack_setup_file
 	psql -qX -v ON_ERROR_STOP=1 -f "$CQRS_REPO/scripts/roles.sql" >/dev/null
+	# The stack asks every role for its password: generated ones, in the stack's password file.
+	stack_password cqrs_writer cqrs_tailer cqrs_cleaner cqrs_monitor
 	# A second Redis, with a password; a short directory for its socket.
 	SEC_DIR=$(mktemp -d /tmp/cqrs-sec.XXXXXX)
 	export SEC_DIR
@@ -52,15 +54,21 @@ setup() {
 		psql -qX -v ON_ERROR_STOP=1 -f "$CQRS_REPO/scripts/roles.sql" >/dev/null
 	fi
 	rsec flushall >/dev/null
-	HBA=
+	WRITER_PW=
 	cd "$BATS_TEST_TMPDIR"
 }
 
 teardown() {
-	if [ -n "$HBA" ]; then
-		hba_restore
+	# A test gave the writer a password of its own: a generated one again.
+	if [ -n "$WRITER_PW" ]; then
+		stack_password cqrs_writer
 	fi
-	sql 'ALTER ROLE cqrs_writer PASSWORD NULL' >/dev/null
+}
+
+# writer_password PW: cqrs_writer's password is PW (a test's, not a secret) until teardown.
+writer_password() {
+	WRITER_PW=1
+	sql "ALTER ROLE cqrs_writer PASSWORD '$1'" >/dev/null
 }
 
 # rsec ARGS...: redis-cli on the private Redis, with its password.
@@ -91,36 +99,6 @@ events() {
 	    FROM order_event ORDER BY id" | jq -c .
 }
 
-# hba_require_password: make the stack's PostgreSQL ask cqrs_writer, and only
-# it, for a password (scram-sha-256) on the unix socket; teardown undoes it.
-hba_require_password() {
-	local i
-	HBA=$CQRS_STACK_DIR/pg/data/pg_hba.conf
-	cp "$HBA" "$BATS_TEST_TMPDIR/pg_hba.conf.orig"
-	# Rewritten in place (not replaced), so that owner and mode stay.
-	{ echo 'local all cqrs_writer scram-sha-256'; cat "$BATS_TEST_TMPDIR/pg_hba.conf.orig"; } >"$HBA"
-	sql 'SELECT pg_reload_conf()' >/dev/null
-	for i in $(seq 100); do
-		PGPASSFILE=/nonexistent psql -wqXAt -U cqrs_writer -c 'SELECT 1' >/dev/null 2>&1 || return 0
-		sleep 0.1
-	done
-	echo "hba_require_password: cqrs_writer still gets in without a password after 10 s" >&2
-	return 1
-}
-
-hba_restore() {
-	local i
-	cat "$BATS_TEST_TMPDIR/pg_hba.conf.orig" >"$HBA"
-	HBA=
-	sql 'SELECT pg_reload_conf()' >/dev/null
-	for i in $(seq 100); do
-		PGPASSFILE=/nonexistent psql -wqXAt -U cqrs_writer -c 'SELECT 1' >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "hba_restore: trust for cqrs_writer not back after 10 s" >&2
-	return 1
-}
-
 # report_failures: print the list $failures, one a line, and fail if there is any.
 report_failures() {
 	[ "${#failures[@]}" -gt 0 ] || return 0
@@ -134,6 +112,37 @@ lacks() {
 	for t in "$@"; do
 		[[ $stderr != *"$t"* ]] || { echo "stderr shows '$t': $stderr" >&2; return 1; }
 	done
+}
+
+# The stack
+
+@test "another user cannot connect to the stack" {
+	local real pw h
+	# The sockets, their directories and the password files: the owner's only.
+	real=$(readlink -f "$PGHOST")
+	[ "$(stat -c %a "$real")" = 700 ]
+	[ "$(stat -c %a "$real/.s.PGSQL.$PGPORT")" = 700 ]
+	[ "$(stat -c %a "$CQRS_STACK_DIR/redis")" = 700 ]
+	[ "$(stat -c %a "$CQRS_STACK_DIR/redis/redis.sock")" = 700 ]
+	[ "$(stat -c %a "$PGPASSFILE")" = 600 ]
+	[ "$(stat -c %a "$CQRS_STACK_DIR/postgres.password")" = 600 ]
+	[ "$(sql "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method <> 'scram-sha-256' OR type <> 'local'")" = 0 ]
+	[ "$(id -u)" -eq 0 ] || skip "only root can act as another user"
+	pw=$(cat "$CQRS_STACK_DIR/postgres.password")
+	# By the handle and by the real directory (as root, postgres's, under /var/lib),
+	# even with the password.
+	for h in "$PGHOST" "$real"; do
+		run runuser -u nobody -- psql -X -h "$h" -U postgres -d orders -c 'select 1'
+		[ "$status" -ne 0 ]
+		[[ $output == *"Permission denied"* ]]
+		run runuser -u nobody -- env PGPASSWORD="$pw" psql -wX -h "$h" -U postgres -d orders -c 'select 1'
+		[ "$status" -ne 0 ]
+		[[ $output == *"Permission denied"* ]]
+	done
+	run runuser -u nobody -- redis-cli -s "$CQRS_STACK_DIR/redis/redis.sock" ping
+	[[ $output != *PONG* ]]
+	# The stack's owner gets in.
+	[ "$(sql 'SELECT 1')" = 1 ]
 }
 
 # SQL only through parameters
@@ -394,17 +403,24 @@ sqls[i]' ]
 	report_failures
 }
 
-@test "PGPASSWORD from the environment is used, and harmless with trust" {
-	run -0 --separate-stderr env PGPASSWORD=anything order-place <<<"$SAMPLE"
+@test "the stack asks for a password: none is 77; PGPASSWORD from the environment is used, and wins over the password file" {
+	run -77 --separate-stderr env PGPASSFILE=/nonexistent order-place <<<"$SAMPLE"
+	[[ $stderr == "order-place: database: "*"no password supplied"* ]]
+	run -77 --separate-stderr env PGPASSWORD=wr0ng-pw-xyz order-place <<<"$SAMPLE"
+	[[ $stderr == "order-place: database: "*'password authentication failed for user "postgres"'* ]]
+	lacks wr0ng-pw-xyz
+	[ "$(counts)" = "0|0|0|3|3" ]
+	pw=$(cat "$CQRS_STACK_DIR/postgres.password")
+	run -0 --separate-stderr env PGPASSFILE=/nonexistent PGPASSWORD="$pw" order-place <<<"$SAMPLE"
 	[ -z "$stderr" ]
 	[ "$(counts)" = "1|2|1|3|3" ]
-	run -0 --separate-stderr env PGPASSWORD=anything outbox-tail --once -w 5
-	run -0 --separate-stderr env PGPASSWORD=anything outbox-clean </dev/null
+	run -0 --separate-stderr env PGPASSFILE=/nonexistent PGPASSWORD="$pw" outbox-tail --once -w 5
+	run -0 --separate-stderr env PGPASSFILE=/nonexistent PGPASSWORD="$pw" outbox-clean </dev/null
+	[[ "$output$stderr" != *"$pw"* ]]
 }
 
 @test "password authentication (scram) for cqrs_writer: wrong or none is 77 and not shown; PGPASSWORD and PGPASSFILE work" {
-	sql "ALTER ROLE cqrs_writer PASSWORD 'w-secret-1'" >/dev/null
-	hba_require_password
+	writer_password w-secret-1
 	export PGPASSFILE=$BATS_TEST_TMPDIR/no-pgpass	# nothing from ~/.pgpass
 	before=$(counts)
 
@@ -666,8 +682,7 @@ httpd_try() {
 	echo "admin:$(openssl passwd -6 "$APW")" >"$BATS_TEST_TMPDIR/htpasswd"
 	rows 1
 	events >ev
-	sql "ALTER ROLE cqrs_writer PASSWORD 'w-secret-1'" >/dev/null
-	hba_require_password
+	writer_password w-secret-1
 	export PGPASSFILE=$BATS_TEST_TMPDIR/no-pgpass
 	before=$(counts)
 
@@ -721,7 +736,7 @@ httpd_try() {
 
 	# The HTTP API: CQRS_API_AUTH, ~/.netrc, a URL with credentials.
 	httpd_log=$BATS_TEST_TMPDIR/api.err
-	cqrs-httpd --htpasswd "$BATS_TEST_TMPDIR/htpasswd" -l 127.0.0.1:0 2>"$httpd_log" 3>&- &
+	PGPASSFILE=$CQRS_PGPASSFILE cqrs-httpd --htpasswd "$BATS_TEST_TMPDIR/htpasswd" -l 127.0.0.1:0 2>"$httpd_log" 3>&- &
 	api_pid=$!
 	for i in $(seq 100); do grep -q listening "$httpd_log" && break; sleep 0.05; done
 	api=$(sed -n 's|^cqrs-httpd: listening on \(http://.*\)|\1|p' "$httpd_log")

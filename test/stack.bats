@@ -56,9 +56,9 @@ setup() {
 
 @test "env output evals, also with spaces and quotes in the path" {
 	run -0 env -i PATH="$PATH" CQRS_STACK_DIR="/tmp/a b'c" bash -c \
-		'eval "$("$0" env)"; printf "%s|" "$PGHOST" "$PGPORT" "$PGDATABASE" "$PGUSER" "$REDIS_URL" "$CQRS_STACK_DIR"' \
+		'eval "$("$0" env)"; printf "%s|" "$PGHOST" "$PGPORT" "$PGDATABASE" "$PGUSER" "$PGPASSFILE" "$REDIS_URL" "$CQRS_STACK_DIR"' \
 		"$STACK"
-	[ "$output" = "/tmp/a b'c/pg|5432|orders|postgres|unix:///tmp/a b'c/redis/redis.sock|/tmp/a b'c|" ]
+	[ "$output" = "/tmp/a b'c/pg|5432|orders|postgres|/tmp/a b'c/pgpass|unix:///tmp/a b'c/redis/redis.sock|/tmp/a b'c|" ]
 	run -0 env CQRS_STACK_DIR="/tmp/a b'c" sh -c \
 		'eval "$("$0" env)"; [ "$CQRS_STACK_DIR" = "/tmp/a b'\''c" ]' "$STACK"
 }
@@ -91,10 +91,83 @@ setup() {
 	rm -r "$dir"
 }
 
-@test "as root, a directory the postgres user cannot traverse is named" {
+@test "scram-sha-256, not trust: the superuser's generated password in 0600 files, PGPASSFILE" {
+	[ "$(stat -c %a "$CQRS_STACK_DIR/postgres.password")" = 600 ]
+	[ "$(stat -c %a "$PGPASSFILE")" = 600 ]
+	[ "$(wc -c <"$CQRS_STACK_DIR/postgres.password")" -ge 32 ]
+	run -2 --separate-stderr env PGPASSFILE=/nonexistent psql -wX -c 'SELECT 1'
+	[[ $stderr == *"no password supplied"* ]]
+	[ "$(sql 'SHOW password_encryption')" = scram-sha-256 ]
+	[ "$(sql "SELECT string_agg(type || ' ' || array_to_string(database, ',') || ' ' || auth_method, ';' ORDER BY line_number) FROM pg_hba_file_rules")" = "local all scram-sha-256;local replication scram-sha-256" ]
+	[ "$(sql "SELECT rolpassword LIKE 'SCRAM-SHA-256\$%' FROM pg_authid WHERE rolname = 'postgres'")" = t ]
+}
+
+@test "password ROLE: a generated password in the password file; the role logs in with it" {
+	sql 'DROP ROLE IF EXISTS someone; CREATE ROLE someone LOGIN'
+	run -2 --separate-stderr psql -wX -U someone -c 'SELECT 1'
+	[[ $stderr == *"no password supplied"* ]]
+	run -0 --separate-stderr "$STACK" password someone
+	[ -z "$output$stderr" ]
+	[ "$(psql -wXAt -U someone -c 'SELECT current_user')" = someone ]
+	# Again: a new one replaces the old line.
+	run -0 "$STACK" password someone
+	[ "$(grep -c ':someone:' "$PGPASSFILE")" = 1 ]
+	[ "$(psql -wXAt -U someone -c 'SELECT current_user')" = someone ]
+	[ "$(stat -c %a "$PGPASSFILE")" = 600 ]
+	# The superuser's too: both files follow.
+	run -0 "$STACK" password postgres
+	[ "$(grep -c ':postgres:' "$PGPASSFILE")" = 1 ]
+	[[ $(cat "$PGPASSFILE") == *":postgres:$(cat "$CQRS_STACK_DIR/postgres.password")"* ]]
+	[ "$(sql 'SELECT 1')" = 1 ]
+	run -1 --separate-stderr "$STACK" password nosuchrole
+	[[ $stderr == *"no role nosuchrole"* ]]
+	run -1 --separate-stderr "$STACK" password 'x;y'
+	run -64 --separate-stderr "$STACK" password
+	sql 'DROP ROLE someone'
+}
+
+@test "the sockets and their directories are the owner's only" {
+	real=$(readlink -f "$PGHOST")
+	[ "$(stat -c %a "$real")" = 700 ]
+	[ "$(stat -c %a "$real/.s.PGSQL.5432")" = 700 ]
+	[ "$(stat -c %a "$CQRS_STACK_DIR/redis")" = 700 ]
+	[ "$(stat -c %a "$CQRS_STACK_DIR/redis/redis.sock")" = 700 ]
+	if [ "$(id -u)" -eq 0 ]; then
+		[ "$(stat -c %U "$real")" = postgres ]
+		[[ $real == /var/lib/cqrs-pipes/* ]]
+	else
+		[ "$real" = "$CQRS_STACK_DIR/pg" ]
+		[ "$(stat -c %U "$real")" = "$(id -un)" ]
+	fi
+}
+
+@test "as root, a stack under a directory postgres cannot traverse works; destroy removes its /var/lib part" {
 	[ "$(id -u)" -eq 0 ] || skip "only root runs PostgreSQL through runuser"
-	dir=$(mktemp -d /tmp/cqrs-priv.XXXXXX)	# mode 700
-	run -1 --separate-stderr env CQRS_STACK_DIR="$dir/s" "$STACK" up
-	[[ $stderr == *"user postgres cannot traverse $dir "* ]]
+	dir=$(mktemp -d /tmp/cqrs-priv.XXXXXX)	# mode 700, as /root
+	export CQRS_STACK_DIR=$dir/s
+	run -0 "$STACK" up
+	real=$(readlink "$dir/s/pg")
+	[[ $real == /var/lib/cqrs-pipes/* ]]
+	[ "$(stat -c '%U %a' "$real")" = "postgres 700" ]
+	[ "$(stat -c %a "$dir/s")" = 700 ]
+	eval "$("$STACK" env)"
+	[ "$(psql -wXAt -c 'SELECT count(*) FROM product')" = 3 ]
+	run -0 "$STACK" crash pg
+	run -1 "$STACK" status
+	run -0 "$STACK" up
+	[ "$(psql -wXAt -c 'SELECT count(*) FROM client')" = 3 ]
+	run -0 "$STACK" destroy
+	[ ! -e "$dir/s" ]
+	[ ! -e "$real" ]
+	# Removed without destroy, while running: up makes a new one, destroy removes it.
+	run -0 "$STACK" up
+	real=$(readlink "$dir/s/pg")
+	"$STACK" down
+	rm -rf "$dir/s"
+	run -0 --separate-stderr "$STACK" up
+	[[ $stderr == *"removing $real, left by an earlier stack"* ]]
+	[ "$(psql -wXAt -c 'SELECT count(*) FROM product')" = 3 ]
+	run -0 "$STACK" destroy
+	[ ! -e "$real" ]
 	rm -r "$dir"
 }

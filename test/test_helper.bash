@@ -7,7 +7,6 @@ export CQRS_REPO PATH
 # stack_setup_file: start a private PostgreSQL and Redis under a new temp dir; export their variables.
 stack_setup_file() {
 	CQRS_STACK_DIR=$(mktemp -d /tmp/cqrs-test.XXXXXX)
-	chmod 755 "$CQRS_STACK_DIR"	# as root, the postgres user must traverse it
 	export CQRS_STACK_DIR
 	if ! "$CQRS_REPO/scripts/stack" up >"$CQRS_STACK_DIR/stack.log" 2>&1; then
 		cat "$CQRS_STACK_DIR/stack.log" >&2
@@ -15,6 +14,15 @@ stack_setup_file() {
 		return 1
 	fi
 	eval "$("$CQRS_REPO/scripts/stack" env)"
+	# The stack's password file, for sql and reset_state even where a test sets PGPASSFILE.
+	CQRS_PGPASSFILE=$PGPASSFILE
+	export CQRS_PGPASSFILE
+}
+
+# stack_password ROLE...: give each role a generated password, in the stack's
+# password file (the stack asks every role for its password).
+stack_password() {
+	"$CQRS_REPO/scripts/stack" password "$@"
 }
 
 # stack_teardown_file: stop the suite's stack and remove its directory.
@@ -25,7 +33,7 @@ stack_teardown_file() {
 
 # reset_state: seed data only, no publications or idle slots, empty Redis.
 reset_state() {
-	psql -qX -v ON_ERROR_STOP=1 \
+	PGPASSFILE=$CQRS_PGPASSFILE psql -qX -v ON_ERROR_STOP=1 \
 		-c 'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active' \
 		-c 'DO $$ DECLARE p name; BEGIN
 			FOR p IN SELECT pubname FROM pg_publication LOOP
@@ -38,7 +46,7 @@ reset_state() {
 
 # sql QUERY: print the result unaligned, tuples only.
 sql() {
-	psql -qXAt -v ON_ERROR_STOP=1 -c "$1"
+	PGPASSFILE=$CQRS_PGPASSFILE psql -qXAt -v ON_ERROR_STOP=1 -c "$1"
 }
 
 # rcli ARGS...: redis-cli on the stack's socket.
