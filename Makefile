@@ -10,6 +10,9 @@ WARN     = -Wall -Wextra -Wpedantic -Wshadow -Wmissing-prototypes \
 WERROR  ?=
 SAN     ?=
 PKGS     = jansson libpq hiredis libcurl
+# Read when make reads this file: on a fresh machine the -dev packages are
+# not there yet, so every target that installs them (deps) builds in a new
+# make, which reads them again.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(WERROR) $(SAN) $(CFLAGS) \
@@ -28,7 +31,7 @@ BATS    ?= bats
 TESTS   ?= test
 
 .PHONY: all install uninstall clean check check-build check-asan lint demo deps \
-        bench fuzz fuzz-build valgrind
+        bench fuzz fuzz-build fuzz-link valgrind
 
 all: $(PROGS)
 
@@ -80,7 +83,8 @@ deps:
 check-build: deps
 	$(MAKE) WERROR=-Werror all
 
-check: check-build lint
+check: check-build
+	$(MAKE) lint
 	$(BATS) $(TESTS)
 
 # The whole suite again with AddressSanitizer and UBSan (leaks included).
@@ -103,6 +107,9 @@ fuzz-build: deps
 	$(MAKE) CC=$(FUZZ_CC) BUILD=build-fuzz BIN=build-fuzz/bin \
 		SAN="-fsanitize=fuzzer-no-link,address,undefined" CFLAGS="-O1 -g" \
 		build-fuzz/libcqrs.a
+	$(MAKE) fuzz-link
+
+fuzz-link:
 	for f in $(FUZZERS); do \
 		$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g $(FUZZ_SAN) $(PKG_CFLAGS) \
 			-Icommon -o build-fuzz/fuzz-$$f fuzz/$$f.c build-fuzz/libcqrs.a \
@@ -119,28 +126,65 @@ fuzz: fuzz-build
 	done
 
 # One full pipeline run under valgrind's memcheck.
-valgrind: all
+valgrind: deps
+	$(MAKE) all
 	scripts/memcheck
 
 lint:
 	mandoc -Tlint -Wwarning man/*.1
 
-demo: deps all
+demo: deps
+	$(MAKE) all
 	scripts/demo
 
-bench: deps all
+bench: deps
+	$(MAKE) all
 	scripts/bench
 
-install: all
-	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
+# What the manual pages point to goes to $(DATADIR), and the installed pages
+# name it there.  The installed stack keeps its default directory in the
+# current directory (.stack/) rather than next to itself, and the installed
+# pipeline runs the installed commands.  $(DATADIR)/.installed lists what
+# install made, directories included, for uninstall.
+DATADIR  ?= $(PREFIX)/share/cqrs-pipes
+DATA     = schema.sql seed.sql roles.sql
+SCRIPTS  = stack pipeline supervise
+MANSED   = s,scripts/\(stack\|pipeline\|supervise\|schema\.sql\|seed\.sql\|roles\.sql\),$(DATADIR)/\1,g
+MANIFEST = $(DATADIR)/.installed
+
+install: deps
+	$(MAKE) all
+	@set -e; made=; \
+	if [ -f '$(DESTDIR)$(MANIFEST)' ]; then made=$$(sed -n 's,^dir ,,p' '$(DESTDIR)$(MANIFEST)'); fi; \
+	for d in '$(PREFIX)/bin' '$(MANPREFIX)/man1' '$(DATADIR)'; do \
+		n=$$d; while [ ! -d "$(DESTDIR)$$n" ]; do made="$$made $$n"; n=$$(dirname "$$n"); done; \
+		echo "mkdir -p $(DESTDIR)$$d"; mkdir -p "$(DESTDIR)$$d"; \
+	done; \
+	for d in $$made; do echo "dir $$d"; done | sort -u >'$(DESTDIR)$(MANIFEST)'; \
+	chmod 644 '$(DESTDIR)$(MANIFEST)'
 	for c in $(CMDS); do \
-		install -m 755 $(BIN)/$$c $(DESTDIR)$(PREFIX)/bin/$$c; \
-		install -m 644 man/$$c.1 $(DESTDIR)$(MANPREFIX)/man1/$$c.1; \
+		install -m 755 $(BIN)/$$c $(DESTDIR)$(PREFIX)/bin/$$c && \
+		sed '$(MANSED)' man/$$c.1 >$(DESTDIR)$(MANPREFIX)/man1/$$c.1 && \
+		chmod 644 $(DESTDIR)$(MANPREFIX)/man1/$$c.1 || exit 1; \
 	done
+	for f in $(DATA); do install -m 644 scripts/$$f $(DESTDIR)$(DATADIR)/$$f || exit 1; done
+	sed -e 's,\$$here/\.\./\.stack,.stack,' -e 's,\.stack/ in the checkout,.stack/ in the current directory,' \
+		scripts/stack >$(DESTDIR)$(DATADIR)/stack
+	sed 's,\$$here/\.\./bin,$(PREFIX)/bin,' scripts/pipeline >$(DESTDIR)$(DATADIR)/pipeline
+	cp scripts/supervise $(DESTDIR)$(DATADIR)/supervise
+	cd $(DESTDIR)$(DATADIR) && chmod 755 $(SCRIPTS) && \
+		! grep -n '\$$here/\.\.' $(SCRIPTS)	# a path into the checkout left: fail
 
 uninstall:
 	for c in $(CMDS); do \
 		rm -f $(DESTDIR)$(PREFIX)/bin/$$c $(DESTDIR)$(MANPREFIX)/man1/$$c.1; \
+	done
+	for f in $(DATA) $(SCRIPTS); do rm -f $(DESTDIR)$(DATADIR)/$$f; done
+	@set -e; m='$(DESTDIR)$(MANIFEST)'; dirs=; \
+	if [ -f "$$m" ]; then dirs=$$(sed -n 's,^dir ,,p' "$$m" | sort -r); rm -f "$$m"; fi; \
+	for d in $$dirs; do \
+		rmdir "$(DESTDIR)$$d" 2>/dev/null && echo "rmdir $(DESTDIR)$$d" || \
+		echo "uninstall: kept $(DESTDIR)$$d: not empty"; \
 	done
 
 clean:

@@ -13,16 +13,36 @@
 AWS_TEST_KEY=AKIDCQRSTEST0000001
 AWS_TEST_SECRET=cqrs/test+Secret0000000000000000000000001
 
-# require_node: node and the stand-in's npm packages, installed once.
+# require_node: node >= 20 and the stand-in's npm packages, installed once.
+# Without them: under CI=true fail; otherwise export AWS_SKIP, the reason,
+# and aws_env skips each test with it (bats 1.8 cannot skip in setup_file:
+# it reports the file as failed).
 require_node() {
-	require_tool node || return 1
-	[ -f "$CQRS_REPO/test/aws/node_modules/fauxqs/package.json" ] && return 0
-	require_tool npm || return 1
+	local why=
+	if ! command -v node >/dev/null; then
+		why="node is not installed"
+	elif ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+		# fauxqs needs node >= 20 (Debian 12 has 18, where it cannot start).
+		why="node $(node --version) is older than 20, which the AWS stand-in needs"
+	elif [ -f "$CQRS_REPO/test/aws/node_modules/fauxqs/package.json" ]; then
+		return 0
+	elif ! command -v npm >/dev/null; then
+		why="npm is not installed"
+	fi
+	if [ -n "$why" ]; then
+		if [ "${CI:-}" = true ]; then
+			echo "require_node: $why (CI=true: failing, not skipping)" >&2
+			return 1
+		fi
+		export AWS_SKIP=$why
+		return 0
+	fi
 	npm ci --prefix "$CQRS_REPO/test/aws" --no-audit --no-fund --loglevel=error >&2
 }
 
 aws_setup_file() {
 	require_node || return 1
+	[ -z "${AWS_SKIP:-}" ] || return 0
 	AWS_DIR=$BATS_FILE_TMPDIR/aws
 	mkdir -p "$AWS_DIR"
 	echo "$AWS_TEST_KEY $AWS_TEST_SECRET" >"$AWS_DIR/keys"
@@ -42,6 +62,7 @@ aws_setup_file() {
 
 # aws_env: the variables of the test's AWS set-up, none of the machine's.
 aws_env() {
+	[ -z "${AWS_SKIP:-}" ] || skip "$AWS_SKIP"
 	export AWS_ACCESS_KEY_ID=$AWS_TEST_KEY AWS_SECRET_ACCESS_KEY=$AWS_TEST_SECRET
 	export AWS_REGION=eu-west-1 AWS_ENDPOINT_URL=http://127.0.0.1:$AWS_PORT
 	export AWS_EC2_METADATA_DISABLED=true
@@ -54,6 +75,7 @@ aws_env() {
 
 aws_teardown_file() {
 	local p
+	[ -n "${AWS_DIR:-}" ] || return 0	# setup_file skipped before making it
 	p=$(cat "$AWS_DIR/standin.pid" 2>/dev/null) || return 0
 	kill "$p" 2>/dev/null || true
 	p=$(cat "$AWS_DIR/creds.pid" 2>/dev/null) || return 0
@@ -62,6 +84,7 @@ aws_teardown_file() {
 
 # aws_no_rejections: fail if the verifier refused a request the test did not expect.
 aws_no_rejections() {
+	[ -n "${AWS_DIR:-}" ] || return 0
 	if [ -s "$AWS_DIR/rejected.log" ]; then
 		echo "the SigV4 verifier refused requests:" >&2
 		cat "$AWS_DIR/rejected.log" >&2
