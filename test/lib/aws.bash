@@ -14,21 +14,27 @@ AWS_TEST_KEY=AKIDCQRSTEST0000001
 AWS_TEST_SECRET=cqrs/test+Secret0000000000000000000000001
 
 # require_node: node >= 20 and the stand-in's npm packages, installed once.
-# Without them: under CI=true fail; otherwise export AWS_SKIP, the reason,
-# and aws_env skips each test with it (bats 1.8 cannot skip in setup_file:
-# it reports the file as failed).
+# Where the system's node is older (Debian 12 has 18, on which fauxqs
+# cannot start), Node.js 20 comes from the npm registry, pinned in
+# test/aws/node20/package-lock.json, and goes first on PATH.  Without npm:
+# under CI=true fail; otherwise export AWS_SKIP, the reason, and aws_env
+# skips each test with it (bats 1.8 cannot skip in setup_file: it reports
+# the file as failed).
 require_node() {
-	local why=
-	if ! command -v node >/dev/null; then
-		why="node is not installed"
-	elif ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-		# fauxqs needs node >= 20 (Debian 12 has 18, where it cannot start).
-		why="node $(node --version) is older than 20, which the AWS stand-in needs"
-	elif [ -f "$CQRS_REPO/test/aws/node_modules/fauxqs/package.json" ]; then
-		return 0
-	elif ! command -v npm >/dev/null; then
-		why="npm is not installed"
+	local why= n20=$CQRS_REPO/test/aws/node20
+	node_ok() { command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; }
+	if ! node_ok && [ -x "$n20/node_modules/.bin/node" ]; then
+		PATH=$n20/node_modules/.bin:$PATH
 	fi
+	if ! command -v npm >/dev/null; then
+		node_ok && [ -f "$CQRS_REPO/test/aws/node_modules/fauxqs/package.json" ] && return 0
+		why="npm is not installed"
+	elif ! node_ok; then
+		npm ci --prefix "$n20" --no-audit --no-fund --loglevel=error >&2 || return 1
+		PATH=$n20/node_modules/.bin:$PATH
+		node_ok || why="node 20 from test/aws/node20 does not run here"
+	fi
+	export PATH
 	if [ -n "$why" ]; then
 		if [ "${CI:-}" = true ]; then
 			echo "require_node: $why (CI=true: failing, not skipping)" >&2
@@ -37,7 +43,8 @@ require_node() {
 		export AWS_SKIP=$why
 		return 0
 	fi
-	npm ci --prefix "$CQRS_REPO/test/aws" --no-audit --no-fund --loglevel=error >&2
+	[ -f "$CQRS_REPO/test/aws/node_modules/fauxqs/package.json" ] ||
+		npm ci --prefix "$CQRS_REPO/test/aws" --no-audit --no-fund --loglevel=error >&2
 }
 
 aws_setup_file() {
