@@ -20,7 +20,6 @@
 #define FLAG_MS		60000	/* the rebuild's flag, renewed ... */
 #define FLAG_EVERY_MS	10000	/* ... this often */
 #define PIPELINE	256	/* clients written per round trip */
-#define MAX_NAME	63
 
 struct rebuild {
 	redisContext	*rc;
@@ -351,14 +350,6 @@ remove_others(struct rebuild *b)
 	return 0;
 }
 
-static int
-valid_name(const char *s)
-{
-	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
-
-	return n > 0 && n <= MAX_NAME && s[n] == '\0';
-}
-
 int
 main(int argc, char *argv[])
 {
@@ -375,7 +366,7 @@ main(int argc, char *argv[])
 	};
 	struct rebuild b;
 	const char *conninfo = NULL, *url = NULL, *pass_file = NULL;
-	char host[64], *end;
+	char host[64];
 	double wait = 15;
 	int ch, ex = 0, flag = 0;
 
@@ -404,11 +395,7 @@ main(int argc, char *argv[])
 			util_version();
 			return 0;
 		case 'w':
-			wait = strtod(optarg, &end);
-			if (*end != '\0' || end == optarg || !(wait >= 0 &&
-			    wait <= 3600))
-				errx(EX_USAGE, "-w %s: want seconds from 0 to "
-				    "3600", optarg);
+			wait = util_seconds("-w", optarg, 0, 3600);
 			break;
 		case 'h':
 			util_help(synopsis, options);
@@ -418,7 +405,7 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		util_usage(synopsis);
-	if (!valid_name(b.slot))
+	if (!util_pg_name(b.slot))
 		errx(EX_USAGE, "-s %s: want 1 to 63 of a-z, 0-9 and _", b.slot);
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "localhost");

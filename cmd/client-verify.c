@@ -376,7 +376,6 @@ main(int argc, char *argv[])
 	struct verify v;
 	struct ndj_writer out;
 	const char *conninfo = NULL, *url = NULL, *pass_file = NULL;
-	char *end;
 	double wait = 10;
 	int64_t deadline;
 	size_t i, k;
@@ -403,11 +402,7 @@ main(int argc, char *argv[])
 			util_version();
 			return 0;
 		case 'w':
-			wait = strtod(optarg, &end);
-			if (*end != '\0' || end == optarg || !(wait >= 0 &&
-			    wait <= 86400))
-				errx(EX_USAGE, "-w %s: want seconds from 0 to "
-				    "86400", optarg);
+			wait = util_seconds("-w", optarg, 0, 86400);
 			break;
 		case 'h':
 			util_help(synopsis, options);

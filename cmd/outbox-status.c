@@ -136,14 +136,6 @@ alert(struct status *st, const char *fmt, ...)
 	st->alerts[st->nalerts++] = s;
 }
 
-static int
-valid_name(const char *s)
-{
-	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
-
-	return n > 0 && n <= MAX_NAME && s[n] == '\0';
-}
-
 /* --max-lag: digits, then optionally k, M or G (powers of 1024). */
 static int
 parse_bytes(const char *s, int64_t *v)
@@ -1095,7 +1087,7 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		util_usage(synopsis);
-	if (!valid_name(st.slot))
+	if (!util_pg_name(st.slot))
 		errx(EX_USAGE, "-s %s: want 1 to 63 of a-z, 0-9 and _",
 		    st.slot);
 	/* As outbox-tail -t takes it: table alone is public.table. */

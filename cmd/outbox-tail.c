@@ -1015,25 +1015,6 @@ drain(struct tail *t)
 	return EX_TEMPFAIL;
 }
 
-static int
-valid_name(const char *s)
-{
-	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
-
-	return n > 0 && n <= MAX_NAME && s[n] == '\0';
-}
-
-static int64_t
-seconds_ms(const char *opt, const char *arg, double min, double max)
-{
-	char *end;
-	double v = strtod(arg, &end);
-
-	if (*end != '\0' || end == arg || !(v >= min && v <= max))
-		errx(EX_USAGE, "%s %s: want seconds from %g to %g", opt, arg, min,
-		    max);
-	return (int64_t)(v * 1000);
-}
 
 static void
 parse_options(struct tail *t, int argc, char *argv[])
@@ -1072,7 +1053,7 @@ parse_options(struct tail *t, int argc, char *argv[])
 			t->conninfo = optarg;
 			break;
 		case 'i':
-			t->interval_ms = seconds_ms("-i", optarg, 0.1, 3600);
+			t->interval_ms = (int64_t)(util_seconds("-i", optarg, 0.1, 3600) * 1000);
 			break;
 		case 'p':
 			t->pub = optarg;
@@ -1087,7 +1068,7 @@ parse_options(struct tail *t, int argc, char *argv[])
 			util_version();
 			exit(0);
 		case 'w':
-			t->wait_ms = seconds_ms("-w", optarg, 0, 86400);
+			t->wait_ms = (int64_t)(util_seconds("-w", optarg, 0, 86400) * 1000);
 			break;
 		case OPT_DROP:
 			t->drop = 1;
@@ -1121,11 +1102,11 @@ parse_options(struct tail *t, int argc, char *argv[])
 	}
 	if (optind != argc)
 		util_usage(synopsis);
-	if (!valid_name(t->slot) || strlen(t->slot) > MAX_SLOT)
+	if (!util_pg_name(t->slot) || strlen(t->slot) > MAX_SLOT)
 		errx(EX_USAGE, "-s %s: want 1 to %d of a-z, 0-9 and _", t->slot,
 		    MAX_SLOT);
 	snprintf(t->marker, sizeof(t->marker), "%s%s", t->slot, MARKER_SUFFIX);
-	if (!valid_name(t->pub))
+	if (!util_pg_name(t->pub))
 		errx(EX_USAGE, "-p %s: want 1 to 63 of a-z, 0-9 and _", t->pub);
 	if (t->ntables == 0)
 		t->tables[t->ntables++] = "public.order_event";

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,4 +150,32 @@ xstrdup(const char *s)
 	if ((p = strdup(s)) == NULL)
 		err(EX_OSERR, "strdup");
 	return p;
+}
+
+/*
+ * A slot or publication name as the commands take it: 1 to 63 (NAMEDATALEN
+ * - 1) of a-z, 0-9 and _.
+ */
+int
+util_pg_name(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+	return n > 0 && n <= 63 && s[n] == '\0';
+}
+
+/*
+ * The seconds of option OPT: a decimal number from MIN to MAX, or a usage
+ * error (64).
+ */
+double
+util_seconds(const char *opt, const char *arg, double min, double max)
+{
+	char *end;
+	double v = strtod(arg, &end);
+
+	if (*end != '\0' || end == arg || !(v >= min && v <= max))
+		errx(EX_USAGE, "%s %s: want seconds from %g to %g", opt, arg, min,
+		    max);
+	return v;
 }

@@ -22,6 +22,8 @@ void	 util_version(void);
 int64_t	 util_mono_ms(void);
 int64_t	 util_real_ms(void);
 void	*xmalloc(size_t);
+int	 util_pg_name(const char *);
+double	 util_seconds(const char *, const char *, double, double);
 void	*xcalloc(size_t, size_t);
 void	*xrealloc(void *, size_t);
 char	*xstrdup(const char *);
